@@ -1,0 +1,25 @@
+//! stipple-core: the one denoising-scheduler core that every stipple modality drives.
+//!
+//! * Continuous diffusion (latent images, spectrograms): [`schedule`] (betas and
+//!   cumulative alphas), [`timesteps`] (spacing, Karras / exponential / flow sigmas),
+//!   [`prediction`] (epsilon, v, sample, flow), [`config`] (diffusers'
+//!   `scheduler_config.json`), and one file per sampler under [`samplers`], each with
+//!   the exact semantics of its diffusers namesake.
+//! * Discrete masked diffusion (text): [`discrete`] (commit schedules, confidence,
+//!   position choice, token sampling).
+//! * Shared plumbing: [`guidance`] (classifier-free guidance), [`noise`] (portable seeded
+//!   noise), [`progress`] (progress events and cancellation).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod discrete;
+pub mod error;
+pub mod guidance;
+pub mod noise;
+pub mod prediction;
+pub mod progress;
+pub mod samplers;
+pub mod schedule;
+pub mod timesteps;
+
+pub use error::{Error, Result};
