@@ -287,3 +287,26 @@ mod tests {
         assert!(SchedulerConfig::from_json(r#"{"beta_schedule": "nope"}"#).is_err());
     }
 }
+
+/// The `scheduler_config.json` files of well-known hub models, for tools and tests.
+pub mod presets {
+    /// runwayml/stable-diffusion-v1-5 (PNDM; epsilon; `leading` with `steps_offset` 1).
+    pub const SD15: &str = r#"{"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1, "trained_betas": null, "clip_sample": false}"#;
+    /// stabilityai/stable-diffusion-2-1 (DDIM; v-prediction).
+    pub const SD21V: &str = r#"{"_class_name": "DDIMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": false, "num_train_timesteps": 1000, "prediction_type": "v_prediction", "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1, "trained_betas": null}"#;
+    /// stabilityai/sd-turbo (Euler; `trailing`).
+    pub const SD_TURBO: &str = r#"{"_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": false, "interpolation_type": "linear", "num_train_timesteps": 1000, "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1, "timestep_spacing": "trailing", "trained_betas": null, "use_karras_sigmas": false}"#;
+    /// stabilityai/stable-diffusion-3-medium (flow matching, shift 3).
+    pub const SD3: &str = r#"{"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0}"#;
+
+    /// A preset by its short name (`sd15`, `sd21v`, `sd-turbo`, `sd3`).
+    pub fn by_name(name: &str) -> Option<&'static str> {
+        match name {
+            "sd15" => Some(SD15),
+            "sd21v" | "sd21" => Some(SD21V),
+            "sd-turbo" | "sdturbo" => Some(SD_TURBO),
+            "sd3" => Some(SD3),
+            _ => None,
+        }
+    }
+}

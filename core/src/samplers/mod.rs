@@ -5,6 +5,7 @@
 //! [`Scheduler::timesteps`] are the model calls to make, in order; the loop calls
 //! [`Scheduler::scale_model_input`], the denoiser, then [`Scheduler::step`].
 
+pub mod analytic;
 mod ddim;
 mod ddpm;
 mod dpm_solver_multistep;
@@ -60,6 +61,12 @@ pub trait Scheduler: Send {
     }
     /// Advances the sample by one entry of [`Scheduler::timesteps`].
     fn step(&mut self, model_output: &Tensor, step_index: usize, sample: &Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor>;
+    /// For steps that are linear in the sample and the model output and use no noise:
+    /// `(a, b)` with `next = a * sample + b * output`. Lets [`crate::guidance::guided_step`]
+    /// fuse guidance and the update into one kernel. `None` means "call [`Scheduler::step`]".
+    fn linear_step(&self, _step_index: usize) -> Option<(f32, f32)> {
+        None
+    }
     /// Noises a clean sample to the noise level of `step_index` (img2img, inpainting).
     fn add_noise(&self, original: &Tensor, noise: &Tensor, step_index: usize) -> Result<Tensor>;
 }

@@ -1,0 +1,75 @@
+//! Parsing of the global `--device` and `--dtype` options.
+
+use std::str::FromStr;
+
+use anyhow::{Result, bail};
+use candle_core::{DType, Device};
+
+/// A compute device as written on the command line: `cpu` or `cuda:N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    /// The CPU.
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceArg {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(Self::Cuda(n)),
+                _ => bail!("unknown device {s:?}: use cpu or cuda:N"),
+            },
+        }
+    }
+}
+
+impl DeviceArg {
+    /// Opens the device, with a clear error when this build has no CUDA support.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(n) => {
+                if !candle_core::utils::cuda_is_available() {
+                    bail!("--device cuda:{n}: this stipple was built without CUDA (rebuild with `--features cuda`)");
+                }
+                Ok(Device::new_cuda(n)?)
+            }
+        }
+    }
+}
+
+/// A floating-point type as written on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DTypeArg(pub DType);
+
+impl FromStr for DTypeArg {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(Self(match s {
+            "f32" => DType::F32,
+            "f16" => DType::F16,
+            "bf16" => DType::BF16,
+            other => bail!("unknown dtype {other:?}: use f32, f16 or bf16"),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices_and_dtypes() {
+        assert_eq!("cpu".parse::<DeviceArg>().unwrap(), DeviceArg::Cpu);
+        assert_eq!("cuda:1".parse::<DeviceArg>().unwrap(), DeviceArg::Cuda(1));
+        assert!("gpu".parse::<DeviceArg>().is_err());
+        assert!("cuda:x".parse::<DeviceArg>().is_err());
+        assert_eq!("bf16".parse::<DTypeArg>().unwrap().0, DType::BF16);
+        assert!("f64".parse::<DTypeArg>().is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! Pieces of the command-line front end that are worth testing on their own.
+
+pub mod device;
+pub mod progress;

@@ -1,0 +1,160 @@
+//! The `stipple` command-line tool.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use stipple::cli::device::{DTypeArg, DeviceArg};
+use stipple_core::config::{SchedulerConfig, presets};
+use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec, SigmaSpacing};
+
+/// Diffusion generation of text, images and music.
+#[derive(Parser, Debug)]
+#[command(name = "stipple", version, about, long_about = None)]
+struct Cli {
+    /// Compute device: cpu or cuda:N.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: DeviceArg,
+    /// Floating-point type of the model weights: f32, f16 or bf16.
+    #[arg(long, global = true, default_value = "f32")]
+    dtype: DTypeArg,
+    /// Seed of the portable noise generator (the same seed gives the same result on every device).
+    #[arg(long, global = true)]
+    seed: Option<u64>,
+    /// Print one JSON object on stdout (progress goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate text with a masked-diffusion language model (LLaDA, Dream, BERT-family).
+    Text(Pending),
+    /// Fill the holes of a text template under constraints.
+    Infill(Pending),
+    /// Generate images with a Stable Diffusion-family model.
+    Image(Pending),
+    /// Generate music as spectrograms (Riffusion), or convert audio <-> spectrograms.
+    Audio(Pending),
+    /// Run a batch of jobs from a file.
+    Batch(Pending),
+    /// Open the desktop studio.
+    Studio(Pending),
+    /// Benchmark models and kernels.
+    Bench(Pending),
+    /// Print the timesteps and sigmas a sampler will use (inspect a scheduler_config.json).
+    Schedule(ScheduleArgs),
+}
+
+/// Arguments of commands whose issue is not done yet (accepted so that `--help` works).
+#[derive(Args, Debug)]
+struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct ScheduleArgs {
+    /// Sampler name.
+    #[arg(long, default_value = "euler", help = format!("Sampler: {}", SAMPLER_NAMES.join(", ")))]
+    scheduler: String,
+    /// Number of inference steps.
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Sigma spacing override: karras or exponential.
+    #[arg(long)]
+    sigmas: Option<SigmaSpacing>,
+    /// A diffusers scheduler_config.json (or a model folder containing scheduler/scheduler_config.json).
+    #[arg(long, conflicts_with = "preset")]
+    config: Option<std::path::PathBuf>,
+    /// A built-in hub config: sd15, sd21v, sd-turbo, sd3.
+    #[arg(long, default_value = "sd15")]
+    preset: String,
+    /// Dynamic flow shift mu (flow configs with use_dynamic_shifting).
+    #[arg(long)]
+    mu: Option<f64>,
+}
+
+/// Where the work for each pending command is tracked.
+fn pending_issue(command: &Command) -> Option<(&'static str, u32)> {
+    match command {
+        Command::Text(_) => Some(("text", 3)),
+        Command::Infill(_) => Some(("infill", 3)),
+        Command::Image(_) => Some(("image", 4)),
+        Command::Audio(_) => Some(("audio", 5)),
+        Command::Batch(_) => Some(("batch", 6)),
+        Command::Studio(_) => Some(("studio", 6)),
+        Command::Bench(_) => Some(("bench", 3)),
+        Command::Schedule(_) => None,
+    }
+}
+
+fn schedule(cli: &Cli, args: &ScheduleArgs) -> Result<()> {
+    let cfg = match &args.config {
+        Some(path) => {
+            let file = if path.is_dir() { path.join("scheduler").join("scheduler_config.json") } else { path.clone() };
+            SchedulerConfig::from_file(&file).with_context(|| format!("reading {}", file.display()))?
+        }
+        None => {
+            let text = presets::by_name(&args.preset)
+                .with_context(|| format!("unknown preset {:?} (sd15, sd21v, sd-turbo, sd3)", args.preset))?;
+            SchedulerConfig::from_json(text)?
+        }
+    };
+    let mut spec: SamplerSpec = args.scheduler.parse()?;
+    if let Some(s) = args.sigmas {
+        spec.sigmas = s;
+    }
+    let sched = spec.build(&cfg, args.steps, args.mu)?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "scheduler": spec.to_string(),
+                "steps": args.steps,
+                "model_calls": sched.timesteps().len(),
+                "timesteps": sched.timesteps(),
+                "sigmas": sched.sigmas(),
+                "init_noise_sigma": sched.init_noise_sigma(),
+            })
+        );
+    } else {
+        println!("{spec}: {} steps, {} model calls, init_noise_sigma {:.6}", args.steps, sched.timesteps().len(), sched.init_noise_sigma());
+        for (i, t) in sched.timesteps().iter().enumerate() {
+            match sched.sigmas() {
+                Some(s) => println!("{i:4}  t = {t:10.4}  sigma = {:.6}", s[i]),
+                None => println!("{i:4}  t = {t:10.4}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    // Validate the global options early so mistakes are reported before any work.
+    let _device = cli.device.open()?;
+    if let Some((name, issue)) = pending_issue(&cli.command) {
+        bail!("`stipple {name}` is not implemented yet (tracked in issue #{issue}); the scheduler core is ready: see `stipple schedule --help`");
+    }
+    match &cli.command {
+        Command::Schedule(args) => schedule(cli, args),
+        _ => unreachable!("pending commands return above"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.json {
+                println!("{}", json!({ "error": format!("{e:#}") }));
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
