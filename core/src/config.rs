@@ -194,6 +194,14 @@ impl SchedulerConfig {
         self.prediction_type.unwrap_or_default()
     }
 
+    /// Whether this config describes a flow-matching model (SD3, FLUX) rather than a
+    /// discrete-time diffusion model.
+    pub fn is_flow(&self) -> bool {
+        self.class_name.as_deref().is_some_and(|c| c.starts_with("FlowMatch"))
+            || self.shift.is_some()
+            || self.use_dynamic_shifting == Some(true)
+    }
+
     /// Whether zero-terminal-SNR rescaling is asked for.
     pub fn zero_snr(&self) -> bool {
         self.rescale_betas_zero_snr.unwrap_or(false)

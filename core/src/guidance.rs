@@ -69,7 +69,8 @@ pub fn guided_step(
         && sample.dtype() == candle_core::DType::F32
         && let Some((a, b)) = scheduler.linear_step(step_index)
     {
-        return Ok(stipple_kernels::guided_update::guided_linear_step(sample, cond, uncond, guidance.scale as f32, a, b)?);
+        let (x, c, u) = (sample.contiguous()?, cond.contiguous()?, uncond.contiguous()?);
+        return Ok(stipple_kernels::guided_update::guided_linear_step(&x, &c, &u, guidance.scale as f32, a, b)?);
     }
     let out = guidance.combine(cond, uncond)?;
     scheduler.step(&out, step_index, sample, noise)

@@ -27,7 +27,7 @@ pub struct GaussianData {
 impl GaussianData {
     /// A denoiser predicting what `cfg`'s model would (epsilon, v or flow velocity).
     pub fn new(mu: f64, std: f64, cfg: &SchedulerConfig) -> Result<Self> {
-        let flow = cfg.class_name.as_deref() == Some("FlowMatchEulerDiscreteScheduler") || cfg.shift.is_some();
+        let flow = cfg.is_flow();
         let log_sigmas = if flow {
             None
         } else {

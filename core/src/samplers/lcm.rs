@@ -61,6 +61,16 @@ impl Lcm {
     }
 }
 
+/// The consistency boundary conditions (c_skip, c_out) at timestep `t`: c_skip(0) = 1 and
+/// c_out(0) = 0, so the model is the identity at t = 0 (sigma_data = 0.5).
+pub(crate) fn boundary_scalings(t: f32, timestep_scaling: f32) -> (f32, f32) {
+    let scaled = t * timestep_scaling;
+    let sigma_data = 0.5f32;
+    let c_skip = sigma_data * sigma_data / (scaled * scaled + sigma_data * sigma_data);
+    let c_out = scaled / (scaled * scaled + sigma_data * sigma_data).sqrt();
+    (c_skip, c_out)
+}
+
 impl Scheduler for Lcm {
     fn name(&self) -> &'static str {
         "lcm"
@@ -72,10 +82,7 @@ impl Scheduler for Lcm {
         check_index(i, self.timesteps.len(), "lcm")?;
         let t = self.timesteps[i];
         let a_t = self.schedule.alphas_cumprod[t as usize];
-        let scaled = t as f32 * self.timestep_scaling;
-        let sigma_data = 0.5f32;
-        let c_skip = sigma_data * sigma_data / (scaled * scaled + sigma_data * sigma_data);
-        let c_out = scaled / (scaled * scaled + sigma_data * sigma_data).sqrt();
+        let (c_skip, c_out) = boundary_scalings(t as f32, self.timestep_scaling);
         let mut x0 = self.prediction.x0_from_alpha_bar(out, sample, a_t)?;
         if let Some(r) = self.clip {
             x0 = x0.clamp(-r, r)?;
@@ -92,5 +99,18 @@ impl Scheduler for Lcm {
     }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
         alpha_bar_noise(&self.schedule, original, noise, self.timesteps[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::boundary_scalings;
+
+    #[test]
+    fn boundary_conditions_by_hand() {
+        assert_eq!(boundary_scalings(0.0, 10.0), (1.0, 0.0));
+        // t = 1, scaling 10: c_skip = 0.25 / 100.25, c_out = 10 / sqrt(100.25).
+        let (skip, out) = boundary_scalings(1.0, 10.0);
+        assert!((skip - 0.25 / 100.25).abs() < 1e-8 && (out - 10.0 / 100.25f32.sqrt()).abs() < 1e-6);
     }
 }

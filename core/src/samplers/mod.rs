@@ -211,6 +211,19 @@ impl SamplerSpec {
             return Err(Error::InvalidArgument("the number of steps must be at least 1".into()));
         }
         cfg.reject_unsupported()?;
+        match (cfg.is_flow(), self.kind == SamplerKind::FlowEuler) {
+            (true, false) => {
+                return Err(Error::InvalidArgument(format!(
+                    "this is a flow-matching scheduler config (SD3/FLUX): use flow-euler, not {self}"
+                )));
+            }
+            (false, true) => {
+                return Err(Error::InvalidArgument(
+                    "flow-euler needs a flow-matching config (FlowMatchEulerDiscreteScheduler)".into(),
+                ));
+            }
+            _ => {}
+        }
         let mut cfg = cfg.clone();
         match self.sigmas {
             SigmaSpacing::Config => {}

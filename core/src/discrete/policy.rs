@@ -1,0 +1,605 @@
+//! One denoising step of masked diffusion: propose a token and a confidence for every
+//! masked position in the window, pick which to commit, write them into the canvas.
+//!
+//! A [`Policy`] names the three independent choices (token choice, confidence, commit
+//! rule); presets reproduce LLaDA, Fast-dLLM and Dream. Noise is drawn in the
+//! references' order so recorded torch runs replay exactly through
+//! [`crate::noise::ReplayNoise`]: Bernoulli commit draws, then token draws, then random
+//! confidences, then position draws, each phase over the whole batch, row by row.
+
+use std::ops::Range;
+
+use candle_core::{DType, Device, Tensor};
+use stipple_kernels::confidence::{Accumulate, RowStats, confidence_stats, row_stats};
+
+use super::confidence::{Remasking, from_stats, random_confidence};
+use super::sampling::{dream_logits, gumbel_argmax_with, sample_categorical};
+use super::select;
+use crate::Result;
+use crate::error::invalid;
+use crate::noise::NoiseSource;
+
+/// How the token at a position is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenChoice {
+    /// Sampling temperature; 0 is greedy (argmax) and draws no noise.
+    pub temperature: f64,
+    /// Dream's nucleus filter (ignored when >= 1); not with `gumbel`.
+    pub top_p: Option<f64>,
+    /// Dream's top-k filter; not with `gumbel`.
+    pub top_k: Option<usize>,
+    /// LLaDA's Gumbel-max in float64 (confidence from the raw softmax) instead of
+    /// Dream's filtered categorical (confidence from the filtered, tempered softmax).
+    pub gumbel: bool,
+}
+
+impl Default for TokenChoice {
+    fn default() -> Self {
+        Self {
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+            gumbel: true,
+        }
+    }
+}
+
+impl TokenChoice {
+    /// True when the fused kernel on the raw logits gives the token and confidence.
+    fn deterministic_raw(&self) -> bool {
+        self.temperature == 0.0
+            && (self.gumbel || (self.top_p.is_none_or(|p| p >= 1.0) && self.top_k.is_none()))
+    }
+}
+
+/// Which positions are committed among the candidates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Commit {
+    /// The `k` most confident, `k` given per row to [`step`] (from a schedule).
+    TopK,
+    /// `k` drawn without replacement from `softmax(confidence / alg_temp)` (Dream `alg_temp`).
+    SampledTopK {
+        /// Temperature of the position distribution.
+        alg_temp: f64,
+    },
+    /// Fast-dLLM: the most confident always, the others if confidence >= this.
+    Threshold(f64),
+    /// Fast-dLLM factor rule with this `f` (see [`select::factor`]).
+    Factor(f64),
+    /// Dream `origin`: each candidate independently with this probability (`1 - s/t`),
+    /// decided before any token is chosen; tokens are only proposed for those.
+    Bernoulli(f64),
+}
+
+/// Which positions draw noise. The references draw for *every* canvas position
+/// (`torch.rand_like(logits)` is `[B, L, V]`), which replay needs; drawing only for the
+/// candidates gives the same distribution for far fewer draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NoiseScope {
+    /// Draw as the references do (needed to replay recorded torch noise).
+    #[default]
+    Canvas,
+    /// Draw only for masked positions in the window.
+    Masked,
+}
+
+/// The full step policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Policy {
+    /// Token choice.
+    pub token: TokenChoice,
+    /// Confidence measure.
+    pub remasking: Remasking,
+    /// Commit rule.
+    pub commit: Commit,
+    /// Softmax accumulation precision for confidences (f32: LLaDA, Dream; f64: Fast-dLLM).
+    pub accumulate: Accumulate,
+    /// Which positions draw noise.
+    pub noise_scope: NoiseScope,
+    /// Commit at least one token whenever a candidate exists, even if the schedule says 0
+    /// (the references then skip the step; turn off to reproduce them exactly).
+    pub at_least_one: bool,
+}
+
+impl Policy {
+    /// LLaDA `generate.py`: Gumbel-max tokens, top-k commit with a schedule, f32 softmax.
+    pub fn llada(temperature: f64, remasking: Remasking) -> Self {
+        Self {
+            token: TokenChoice {
+                temperature,
+                top_p: None,
+                top_k: None,
+                gumbel: true,
+            },
+            remasking,
+            commit: Commit::TopK,
+            accumulate: Accumulate::F32,
+            noise_scope: NoiseScope::Canvas,
+            at_least_one: true,
+        }
+    }
+
+    /// Fast-dLLM threshold decoding (f64 softmax as in its `get_transfer_index`).
+    pub fn fast_dllm_threshold(temperature: f64, threshold: f64) -> Self {
+        Self {
+            commit: Commit::Threshold(threshold),
+            accumulate: Accumulate::F64,
+            ..Self::llada(temperature, Remasking::LowConfidence)
+        }
+    }
+
+    /// Fast-dLLM factor decoding.
+    pub fn fast_dllm_factor(temperature: f64, f: f64) -> Self {
+        Self {
+            commit: Commit::Factor(f),
+            ..Self::fast_dllm_threshold(temperature, 0.0)
+        }
+    }
+
+    /// Dream `_sample` with `maskgit_plus` (LowConfidence), `topk_margin` (Margin) or
+    /// `entropy` (Entropy); `alg_temp` > 0 samples positions instead of top-k.
+    pub fn dream(
+        remasking: Remasking,
+        temperature: f64,
+        top_p: Option<f64>,
+        top_k: Option<usize>,
+        alg_temp: Option<f64>,
+    ) -> Self {
+        let commit = match alg_temp {
+            Some(t) if t > 0.0 => Commit::SampledTopK { alg_temp: t },
+            _ => Commit::TopK,
+        };
+        Self {
+            token: TokenChoice {
+                temperature,
+                top_p,
+                top_k,
+                gumbel: false,
+            },
+            remasking,
+            commit,
+            accumulate: Accumulate::F32,
+            noise_scope: NoiseScope::Canvas,
+            at_least_one: true,
+        }
+    }
+
+    /// Dream `origin` at step probability `p` (see `schedule::dream_transfer_probability`).
+    pub fn dream_origin(
+        p: f64,
+        temperature: f64,
+        top_p: Option<f64>,
+        top_k: Option<usize>,
+    ) -> Self {
+        Self {
+            commit: Commit::Bernoulli(p),
+            ..Self::dream(Remasking::LowConfidence, temperature, top_p, top_k, None)
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.token.gumbel
+            && (self.token.top_p.is_some_and(|p| p < 1.0) || self.token.top_k.is_some())
+        {
+            return Err(invalid(
+                "top_p / top_k filters need gumbel = false (Dream token choice)",
+            ));
+        }
+        if self.token.temperature < 0.0 || !self.token.temperature.is_finite() {
+            return Err(invalid("temperature must be finite and >= 0"));
+        }
+        if matches!(self.commit, Commit::SampledTopK { alg_temp } if alg_temp <= 0.0 || alg_temp.is_nan())
+        {
+            return Err(invalid("alg_temp must be > 0"));
+        }
+        if self.remasking == Remasking::Random && matches!(self.commit, Commit::Bernoulli(_)) {
+            return Err(invalid(
+                "random remasking has no meaning with Bernoulli commits",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Precision the confidences (and thresholds) are compared in: torch.rand is f32.
+    fn confidence_precision(&self) -> Accumulate {
+        if self.remasking == Remasking::Random {
+            Accumulate::F32
+        } else {
+            self.accumulate
+        }
+    }
+}
+
+/// One committed (or proposed) token.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Committed {
+    /// Canvas position.
+    pub position: usize,
+    /// Token id.
+    pub token: u32,
+    /// Its confidence under the policy's measure (for display and ordering).
+    pub confidence: f64,
+}
+
+/// What one step did to one canvas row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepReport {
+    /// Committed tokens, most confident first (in the rule's order).
+    pub committed: Vec<Committed>,
+    /// Every proposal this step (by position): the masked positions in the window, or
+    /// only the Bernoulli-chosen ones under [`Commit::Bernoulli`].
+    pub candidates: Vec<Committed>,
+}
+
+/// LLaDA's unconditional input for classifier-free guidance: the prompt positions
+/// (`prompt`) set to `mask_id`.
+pub fn mask_prompt(canvas: &[u32], prompt: Range<usize>, mask_id: u32) -> Vec<u32> {
+    let mut out = canvas.to_vec();
+    for p in prompt {
+        if let Some(t) = out.get_mut(p) {
+            *t = mask_id;
+        }
+    }
+    out
+}
+
+/// [`step`] for a single row: `logits` `[L, V]`, `k` from a schedule (ignored by the
+/// threshold, factor and Bernoulli rules).
+pub fn step_row<N: NoiseSource + ?Sized>(
+    logits: &Tensor,
+    canvas: &mut [u32],
+    mask_id: u32,
+    window: Range<usize>,
+    policy: &Policy,
+    k: usize,
+    noise: &mut N,
+) -> Result<StepReport> {
+    let mut rows = [canvas];
+    Ok(step_impl(logits, &mut rows, mask_id, window, policy, &[k], noise)?.remove(0))
+}
+
+/// One step over a batch: `logits` `[B, L, V]` (or `[L, V]` with one row), `canvas` B
+/// rows of L token ids, `window` the positions eligible this step (the same for all
+/// rows), `k` one count per row (for [`Commit::TopK`] / [`Commit::SampledTopK`]).
+/// Commits into `canvas` and reports per row.
+pub fn step<N: NoiseSource + ?Sized>(
+    logits: &Tensor,
+    canvas: &mut [Vec<u32>],
+    mask_id: u32,
+    window: Range<usize>,
+    policy: &Policy,
+    k: &[usize],
+    noise: &mut N,
+) -> Result<Vec<StepReport>> {
+    let mut rows: Vec<&mut [u32]> = canvas.iter_mut().map(|r| r.as_mut_slice()).collect();
+    step_impl(logits, &mut rows, mask_id, window, policy, k, noise)
+}
+
+fn step_impl<N: NoiseSource + ?Sized>(
+    logits: &Tensor,
+    canvas: &mut [&mut [u32]],
+    mask_id: u32,
+    window: Range<usize>,
+    policy: &Policy,
+    k: &[usize],
+    noise: &mut N,
+) -> Result<Vec<StepReport>> {
+    policy.validate()?;
+    let (b, l, v) = match logits.dims() {
+        &[l, v] => (1, l, v),
+        &[b, l, v] => (b, l, v),
+        d => {
+            return Err(invalid(format!(
+                "logits must be [L, V] or [B, L, V], got {d:?}"
+            )));
+        }
+    };
+    if canvas.len() != b || canvas.iter().any(|r| r.len() != l) {
+        return Err(invalid(format!("canvas must be {b} rows of {l} tokens")));
+    }
+    if window.start > window.end || window.end > l {
+        return Err(invalid(format!(
+            "window {window:?} outside the canvas of {l}"
+        )));
+    }
+    let needs_k = matches!(policy.commit, Commit::TopK | Commit::SampledTopK { .. });
+    if needs_k && k.len() != b {
+        return Err(invalid(format!(
+            "need one commit count per row ({b}), got {}",
+            k.len()
+        )));
+    }
+    let scope = policy.noise_scope;
+
+    // candidates: masked positions inside the window
+    let cands: Vec<Vec<usize>> = canvas
+        .iter()
+        .map(|row| window.clone().filter(|&p| row[p] == mask_id).collect())
+        .collect();
+
+    // phase 1 (Bernoulli only): which candidates get a token at all
+    let active: Vec<Vec<usize>> = if let Commit::Bernoulli(p) = policy.commit {
+        cands
+            .iter()
+            .map(|c| {
+                let us: Vec<f64> = c.iter().map(|_| noise.uniform()).collect();
+                let mut chosen: Vec<usize> = c
+                    .iter()
+                    .zip(&us)
+                    .filter(|(_, u)| **u < p)
+                    .map(|(&q, _)| q)
+                    .collect();
+                if chosen.is_empty() && policy.at_least_one && !c.is_empty() {
+                    // the most likely to have been chosen: the smallest draw
+                    let best = (0..c.len())
+                        .min_by(|&x, &y| us[x].total_cmp(&us[y]).then(x.cmp(&y)))
+                        .unwrap();
+                    chosen.push(c[best]);
+                }
+                chosen
+            })
+            .collect()
+    } else {
+        cands.clone()
+    };
+
+    // phase 2: token and confidence per active position
+    let mut props = propose(logits, &active, (b, l, v), policy, noise)?;
+
+    // phase 3: random confidences
+    if policy.remasking == Remasking::Random {
+        for row in props.iter_mut() {
+            match scope {
+                NoiseScope::Canvas => {
+                    let us: Vec<f64> = (0..l).map(|_| noise.uniform()).collect();
+                    for c in row.iter_mut() {
+                        c.confidence = random_confidence(us[c.position]);
+                    }
+                }
+                NoiseScope::Masked => {
+                    for c in row.iter_mut() {
+                        c.confidence = random_confidence(noise.uniform());
+                    }
+                }
+            }
+        }
+    }
+
+    // phase 4: choose positions, commit
+    let prec = policy.confidence_precision();
+    let mut reports = Vec::with_capacity(b);
+    for (bi, row) in props.into_iter().enumerate() {
+        let pairs: Vec<(usize, f64)> = row.iter().map(|c| (c.position, c.confidence)).collect();
+        let kk = if needs_k {
+            let kk = k[bi];
+            if kk == 0 && policy.at_least_one && !pairs.is_empty() {
+                1
+            } else {
+                kk
+            }
+        } else {
+            0
+        };
+        let chosen = match policy.commit {
+            Commit::TopK => select::top_k(&pairs, kk),
+            Commit::SampledTopK { alg_temp } => {
+                let us: Vec<f64> = match scope {
+                    NoiseScope::Canvas => {
+                        let all: Vec<f64> = (0..l).map(|_| noise.uniform()).collect();
+                        pairs.iter().map(|p| all[p.0]).collect()
+                    }
+                    NoiseScope::Masked => pairs.iter().map(|_| noise.uniform()).collect(),
+                };
+                if kk == 0 {
+                    Vec::new()
+                } else {
+                    select::sample_without_replacement(&pairs, kk, alg_temp, &us)
+                }
+            }
+            Commit::Threshold(t) => {
+                let t = match prec {
+                    Accumulate::F32 => t as f32 as f64,
+                    Accumulate::F64 => t,
+                };
+                if pairs.is_empty() {
+                    Vec::new()
+                } else {
+                    select::threshold(&pairs, t)
+                }
+            }
+            Commit::Factor(f) => {
+                if pairs.is_empty() {
+                    Vec::new()
+                } else {
+                    select::factor(&pairs, f)
+                }
+            }
+            Commit::Bernoulli(_) => select::ranked(&pairs),
+        };
+        let committed: Vec<Committed> = chosen.iter().map(|&i| row[i]).collect();
+        for c in &committed {
+            canvas[bi][c.position] = c.token;
+        }
+        reports.push(StepReport {
+            committed,
+            candidates: row,
+        });
+    }
+    Ok(reports)
+}
+
+/// Token + confidence for every active position (phase 2).
+fn propose<N: NoiseSource + ?Sized>(
+    logits: &Tensor,
+    active: &[Vec<usize>],
+    (b, l, v): (usize, usize, usize),
+    policy: &Policy,
+    noise: &mut N,
+) -> Result<Vec<Vec<Committed>>> {
+    let scope = policy.noise_scope;
+    let tc = policy.token;
+    let acc = policy.accumulate;
+    let flat: Vec<u32> = active
+        .iter()
+        .enumerate()
+        .flat_map(|(bi, ps)| ps.iter().map(move |&p| (bi * l + p) as u32))
+        .collect();
+    let mut out: Vec<Vec<Committed>> = active
+        .iter()
+        .map(|ps| Vec::with_capacity(ps.len()))
+        .collect();
+    // gumbel with Canvas scope draws V uniforms for every position, even without candidates
+    let gumbel_noise = tc.gumbel && tc.temperature > 0.0;
+    if flat.is_empty() && !(gumbel_noise && scope == NoiseScope::Canvas) {
+        return Ok(out);
+    }
+    let rows = if flat.is_empty() {
+        None
+    } else {
+        let idx = Tensor::from_vec(flat.clone(), flat.len(), logits.device())?;
+        // the CPU kernel reads host memory; a CUDA twin would run on the device instead
+        Some(
+            logits
+                .reshape((b * l, v))?
+                .index_select(&idx, 0)?
+                .to_device(&Device::Cpu)?,
+        )
+    };
+
+    if tc.deterministic_raw() {
+        // T = 0: the fused kernel gives argmax and every confidence in one pass
+        let stats = match &rows {
+            Some(r) => confidence_stats(r, acc)?,
+            None => Vec::new(),
+        };
+        let mut it = stats.iter();
+        for (bi, ps) in active.iter().enumerate() {
+            for &p in ps {
+                let st = it.next().expect("one stats row per active position");
+                let conf = from_stats(policy.remasking, st, st.argmax, f32::NAN, acc);
+                out[bi].push(Committed {
+                    position: p,
+                    token: st.argmax,
+                    confidence: conf,
+                });
+            }
+        }
+        return Ok(out);
+    }
+
+    let values: Vec<Vec<f32>> = match &rows {
+        Some(r) => r.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+        None => Vec::new(),
+    };
+    let mut vals = values.into_iter();
+    if tc.gumbel {
+        // LLaDA: V uniforms per position over the whole [B, L, V] (Canvas scope)
+        for (bi, ps) in active.iter().enumerate() {
+            let mut next = ps.iter().peekable();
+            for pos in 0..l {
+                if next.peek() == Some(&&pos) {
+                    next.next();
+                    let row = vals.next().expect("row per active position");
+                    let tok = gumbel_argmax_with(&row, tc.temperature, || noise.uniform());
+                    let st: RowStats = row_stats(&row, acc);
+                    let conf = from_stats(policy.remasking, &st, tok, row[tok as usize], acc);
+                    out[bi].push(Committed {
+                        position: pos,
+                        token: tok,
+                        confidence: conf,
+                    });
+                } else if scope == NoiseScope::Canvas {
+                    for _ in 0..v {
+                        noise.uniform();
+                    }
+                }
+            }
+        }
+    } else {
+        // Dream: filtered, tempered softmax; a categorical draw per active position
+        for (bi, ps) in active.iter().enumerate() {
+            for &pos in ps {
+                let row = vals.next().expect("row per active position");
+                let proc = dream_logits(&row, tc.temperature, tc.top_p, tc.top_k)?;
+                let st = row_stats(&proc, acc);
+                let tok = if tc.temperature > 0.0 {
+                    let w: Vec<f64> = proc
+                        .iter()
+                        .map(|&x| (x as f64 - st.max_logit).exp())
+                        .collect();
+                    sample_categorical(&w, noise.uniform()) as u32
+                } else {
+                    st.argmax
+                };
+                let conf = from_stats(policy.remasking, &st, tok, proc[tok as usize], acc);
+                out[bi].push(Committed {
+                    position: pos,
+                    token: tok,
+                    confidence: conf,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::noise::ReplayNoise;
+
+    /// 5 positions, vocab 3: position p prefers token p % 3 with growing certainty.
+    fn logits() -> Tensor {
+        let v: Vec<f32> = (0..5)
+            .flat_map(|p| (0..3).map(move |t| if t == p % 3 { p as f32 } else { 0.0 }))
+            .collect();
+        Tensor::from_vec(v, (5, 3), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn masked_scope_draws_per_candidate_and_reports() {
+        let mut canvas = [9, 9, 1, 9, 9];
+        let mut p = Policy::llada(0.0, Remasking::Random);
+        p.noise_scope = NoiseScope::Masked;
+        // 4 candidates -> exactly 4 uniforms; the largest (0.9 at position 3) wins
+        let mut noise = ReplayNoise::new(vec![], vec![0.1, 0.2, 0.9, 0.3]);
+        let r = step_row(&logits(), &mut canvas, 9, 0..5, &p, 1, &mut noise).unwrap();
+        assert_eq!(r.candidates.len(), 4);
+        assert_eq!(r.committed.len(), 1);
+        assert_eq!((r.committed[0].position, r.committed[0].token), (3, 0));
+        assert_eq!(canvas, [9, 9, 1, 0, 9]);
+    }
+
+    #[test]
+    fn bernoulli_at_least_one_takes_smallest_draw() {
+        let mut canvas = [9; 5];
+        let p = Policy::dream_origin(0.01, 0.0, None, None);
+        let mut noise = ReplayNoise::new(vec![], vec![0.5, 0.4, 0.3, 0.2, 0.6]);
+        let r = step_row(&logits(), &mut canvas, 9, 0..5, &p, 0, &mut noise).unwrap();
+        assert_eq!(r.committed.len(), 1);
+        assert_eq!(r.committed[0].position, 3);
+        let mut strict = p;
+        strict.at_least_one = false;
+        let mut canvas = [9; 5];
+        let mut noise = ReplayNoise::new(vec![], vec![0.5, 0.4, 0.3, 0.2, 0.6]);
+        let r = step_row(&logits(), &mut canvas, 9, 0..5, &strict, 0, &mut noise).unwrap();
+        assert!(r.committed.is_empty());
+    }
+
+    #[test]
+    fn factor_and_window() {
+        // window 2..5: positions 2, 3, 4 with confidences rising with p
+        let mut canvas = [9; 5];
+        let p = Policy::fast_dllm_factor(0.0, 1.0);
+        let mut noise = ReplayNoise::new(vec![], vec![]);
+        let r = step_row(&logits(), &mut canvas, 9, 2..5, &p, 0, &mut noise).unwrap();
+        assert_eq!(r.candidates.len(), 3);
+        // p(4) = e^4/(e^4+2) ~ 0.965, p(3) = e^3/(e^3+2) ~ 0.909: 2*0.035 < 1, 3*0.091 < 1,
+        // p(2) ~ 0.787: 4*0.213 = 0.85 < 1 -> all three
+        assert_eq!(
+            r.committed.iter().map(|c| c.position).collect::<Vec<_>>(),
+            vec![4, 3, 2]
+        );
+        assert_eq!(&canvas[..2], &[9, 9]);
+    }
+}

@@ -1,0 +1,383 @@
+//! Fused per-row confidence statistics of logits: argmax, top-1 and top-2 probabilities,
+//! negative entropy, all in one pass over the vocabulary.
+//!
+//! Masked-diffusion samplers (LLaDA, Dream, Fast-dLLM) need, for every masked position,
+//! the most likely token and a confidence derived from `softmax(logits)`. Done with
+//! separate tensor ops this reads a `[rows, vocab]` tensor four or five times and writes
+//! a full probability tensor; here each row is read once with an *online softmax*: a
+//! running maximum `m`, the rescaled sum `S = Σ exp(l - m)` and the rescaled
+//! `T = Σ exp(l - m)(l - m)`, so that `Σ p log p = T / S - ln S` without materialising
+//! `p`. Rows are processed in parallel (rayon).
+
+use candle_core::{DType, Device, Error, Result, Storage, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Statistics of one row of logits, as if `p = softmax(row)` had been computed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowStats {
+    /// Index of the largest logit; the first one on ties (as `torch.argmax`).
+    pub argmax: u32,
+    /// The largest logit (`-inf` for an all `-inf` row).
+    pub max_logit: f64,
+    /// `Σ exp(l - max_logit)`, so that `p_i = exp(l_i - max_logit) / sum_exp`.
+    pub sum_exp: f64,
+    /// Largest probability (`1 / sum_exp`).
+    pub p1: f64,
+    /// Second largest probability, counting a tied maximum twice (as a descending sort does).
+    pub p2: f64,
+    /// `Σ p log p` (the negative entropy; 0 terms for `p = 0`).
+    pub neg_entropy: f64,
+}
+
+impl RowStats {
+    /// Probability of token `logit` given this row's statistics, in the accumulation
+    /// precision the statistics were computed in.
+    pub fn prob_of(&self, logit: f32, acc: Accumulate) -> f64 {
+        match acc {
+            Accumulate::F32 => {
+                (((logit - self.max_logit as f32).exp()) / self.sum_exp as f32) as f64
+            }
+            Accumulate::F64 => ((logit as f64 - self.max_logit).exp()) / self.sum_exp,
+        }
+    }
+}
+
+/// Precision of the softmax accumulation. `F32` mirrors a softmax in the logits' own
+/// float32 dtype (LLaDA's `generate.py`, Dream); `F64` mirrors Fast-dLLM's
+/// `softmax(logits.to(float64))`. Inputs are read as f32 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Accumulate {
+    /// Accumulate in f32.
+    #[default]
+    F32,
+    /// Accumulate in f64.
+    F64,
+}
+
+/// The little float interface the scan needs, for f32 and f64 accumulators.
+trait Acc:
+    Copy
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
+    const ZERO: Self;
+    const ONE: Self;
+    const NEG_INF: Self;
+    fn from_f32(x: f32) -> Self;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! impl_acc {
+    ($t:ty) => {
+        impl Acc for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INF: Self = <$t>::NEG_INFINITY;
+            #[inline(always)]
+            fn from_f32(x: f32) -> Self {
+                x as $t
+            }
+            #[inline(always)]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+        }
+    };
+}
+impl_acc!(f32);
+impl_acc!(f64);
+
+/// Elements read (and converted to f32) per block; a block's max is found first so the
+/// running sums are rescaled at most once per block.
+const BLOCK: usize = 64;
+
+/// One pass over `row` (any candle float element type, read as f32).
+fn scan<T: WithDType, A: Acc>(row: &[T]) -> RowStats {
+    let mut buf = [0f32; BLOCK];
+    // top-2 logits (v2 == v1 on a tied maximum) and the first argmax
+    let (mut v1, mut v2, mut arg) = (f32::NEG_INFINITY, f32::NEG_INFINITY, 0usize);
+    // online softmax state relative to m
+    let (mut m, mut s, mut t) = (A::NEG_INF, A::ZERO, A::ZERO);
+    for (bi, chunk) in row.chunks(BLOCK).enumerate() {
+        let buf = &mut buf[..chunk.len()];
+        for (b, x) in buf.iter_mut().zip(chunk) {
+            *b = x.to_f64() as f32;
+        }
+        let mut bmax = f32::NEG_INFINITY;
+        for (i, &l) in buf.iter().enumerate() {
+            if l > v1 {
+                v2 = v1;
+                v1 = l;
+                arg = bi * BLOCK + i;
+            } else if l > v2 {
+                v2 = l;
+            }
+            if l > bmax {
+                bmax = l;
+            }
+        }
+        if bmax == f32::NEG_INFINITY {
+            continue; // the block adds exp(-inf) = 0 terms only
+        }
+        let bm = A::from_f32(bmax);
+        if bm > m {
+            if s > A::ZERO {
+                // rescale: exp(l - m) = exp(l - bm) * exp(m - bm); T gains S * (m - bm)
+                let d = m - bm;
+                let scale = d.exp();
+                t = (t + s * d) * scale;
+                s = s * scale;
+            }
+            m = bm;
+        }
+        for &l in buf.iter() {
+            if l == f32::NEG_INFINITY {
+                continue;
+            }
+            let d = A::from_f32(l) - m;
+            let e = d.exp();
+            s = s + e;
+            t = t + e * d;
+        }
+    }
+    if m == A::NEG_INF {
+        // all -inf: softmax is NaN in torch as well
+        return RowStats {
+            argmax: 0,
+            max_logit: f64::NEG_INFINITY,
+            sum_exp: 0.0,
+            p1: f64::NAN,
+            p2: f64::NAN,
+            neg_entropy: f64::NAN,
+        };
+    }
+    let p1 = A::ONE / s;
+    let p2 = if v2 == f32::NEG_INFINITY {
+        A::ZERO
+    } else {
+        (A::from_f32(v2) - m).exp() / s
+    };
+    let neg_entropy = t / s - s.ln();
+    RowStats {
+        argmax: arg as u32,
+        max_logit: m.to_f64(),
+        sum_exp: s.to_f64(),
+        p1: p1.to_f64(),
+        p2: p2.to_f64(),
+        neg_entropy: neg_entropy.to_f64(),
+    }
+}
+
+/// Statistics of one row given as an f32 slice (used on already filtered rows).
+pub fn row_stats(row: &[f32], acc: Accumulate) -> RowStats {
+    match acc {
+        Accumulate::F32 => scan::<f32, f32>(row),
+        Accumulate::F64 => scan::<f32, f64>(row),
+    }
+}
+
+fn rows_cpu<T: WithDType>(data: &[T], vocab: usize, acc: Accumulate) -> Vec<RowStats> {
+    // ~16k elements per task keeps rayon's overhead small on short rows
+    let min_rows = (16384 / vocab.max(1)).max(1);
+    let f = match acc {
+        Accumulate::F32 => scan::<T, f32>,
+        Accumulate::F64 => scan::<T, f64>,
+    };
+    data.par_chunks(vocab)
+        .with_min_len(min_rows)
+        .map(f)
+        .collect()
+}
+
+/// Per-row statistics of `logits` (`[rows, vocab]`, or any rank >= 1 whose last dimension
+/// is the vocabulary), in f32, f16 or bf16.
+///
+/// CPU tensors run the fused Rust kernel; CUDA tensors return an error until the CUDA
+/// twin exists (copy the logits to the CPU meanwhile).
+pub fn confidence_stats(logits: &Tensor, acc: Accumulate) -> Result<Vec<RowStats>> {
+    let vocab = *logits
+        .dims()
+        .last()
+        .ok_or_else(|| Error::Msg("confidence_stats: scalar logits".into()))?;
+    if vocab == 0 {
+        return Err(Error::Msg("confidence_stats: empty vocabulary".into()));
+    }
+    match logits.device() {
+        Device::Cpu => {
+            let logits = logits.contiguous()?;
+            let (storage, layout) = logits.storage_and_layout();
+            let (start, end) = layout
+                .contiguous_offsets()
+                .ok_or_else(|| Error::Msg("confidence_stats: non-contiguous logits".into()))?;
+            let Storage::Cpu(cpu) = &*storage else {
+                return Err(Error::Msg("confidence_stats: expected CPU storage".into()));
+            };
+            match logits.dtype() {
+                DType::F32 => Ok(rows_cpu(&cpu.as_slice::<f32>()?[start..end], vocab, acc)),
+                DType::F16 => Ok(rows_cpu(
+                    &cpu.as_slice::<half::f16>()?[start..end],
+                    vocab,
+                    acc,
+                )),
+                DType::BF16 => Ok(rows_cpu(
+                    &cpu.as_slice::<half::bf16>()?[start..end],
+                    vocab,
+                    acc,
+                )),
+                dt => Err(Error::Msg(format!(
+                    "confidence_stats: unsupported dtype {dt:?} (f32, f16, bf16)"
+                ))),
+            }
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => {
+            // ---- CUDA TWIN GOES HERE ----
+            // One block per row: warp-level online softmax (max, rescaled sum, rescaled
+            // Σ e·d, top-2), reading bf16/f16/f32 and writing RowStats-shaped output.
+            Err(Error::Msg(
+                "confidence_stats: CUDA twin not built yet; move the logits to the CPU".into(),
+            ))
+        }
+        other => Err(Error::Msg(format!(
+            "confidence_stats: no kernel for device {:?} yet; move the logits to the CPU",
+            other.location()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Straightforward two-pass softmax in f64, the reference for the fused scan.
+    fn naive(row: &[f32]) -> (u32, f64, f64, f64) {
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = row.iter().map(|&l| (l as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        let mut p: Vec<f64> = e.iter().map(|x| x / s).collect();
+        let arg = row.iter().position(|&l| l as f64 == m).unwrap() as u32;
+        let h: f64 = p.iter().filter(|&&x| x > 0.0).map(|&x| x * x.ln()).sum();
+        p.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        (arg, p[0], p.get(1).copied().unwrap_or(0.0), h)
+    }
+
+    fn random_rows(rows: usize, vocab: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut v: Vec<f32> = (0..rows * vocab)
+            .map(|_| rng.random_range(-8.0f32..8.0))
+            .collect();
+        for r in 0..rows {
+            let row = &mut v[r * vocab..(r + 1) * vocab];
+            match r % 5 {
+                // some -inf entries (filtered or banned tokens), including the first
+                1 if vocab >= 3 => {
+                    for j in (0..vocab).step_by(3) {
+                        row[j] = f32::NEG_INFINITY;
+                    }
+                }
+                // an exact tie for the maximum: argmax must be the first
+                2 if vocab >= 3 => {
+                    row[vocab / 3] = 20.0;
+                    row[vocab - 2] = 20.0;
+                }
+                // a peaked row (large logits, rescaling across blocks)
+                3 if vocab >= 2 => row[vocab - 1] = 60.0,
+                _ => {}
+            }
+        }
+        v
+    }
+
+    fn check(t: &Tensor, values: &[f32], vocab: usize, acc: Accumulate, tol: f64) {
+        let stats = confidence_stats(t, acc).unwrap();
+        for (r, st) in stats.iter().enumerate() {
+            let (arg, p1, p2, h) = naive(&values[r * vocab..(r + 1) * vocab]);
+            assert_eq!(st.argmax, arg, "row {r}");
+            assert!((st.p1 - p1).abs() <= tol, "row {r} p1 {} vs {p1}", st.p1);
+            assert!((st.p2 - p2).abs() <= tol, "row {r} p2 {} vs {p2}", st.p2);
+            assert!(
+                (st.neg_entropy - h).abs() <= tol * 10.0,
+                "row {r} H {} vs {h}",
+                st.neg_entropy
+            );
+            let pm = st.prob_of(values[r * vocab + arg as usize], acc);
+            assert!((pm - p1).abs() <= tol);
+        }
+    }
+
+    #[test]
+    fn matches_naive_softmax_f32() {
+        for &(rows, vocab) in &[(10, 50), (7, 1000), (3, 64), (4, 65), (2, 1)] {
+            let v = random_rows(rows, vocab, 7 + vocab as u64);
+            let t = Tensor::from_vec(v.clone(), (rows, vocab), &Device::Cpu).unwrap();
+            check(&t, &v, vocab, Accumulate::F32, 1e-5);
+            check(&t, &v, vocab, Accumulate::F64, 1e-12);
+        }
+    }
+
+    #[test]
+    fn matches_naive_softmax_bf16_and_f16() {
+        let (rows, vocab) = (12, 777);
+        let v = random_rows(rows, vocab, 3);
+        let t = Tensor::from_vec(v, (rows, vocab), &Device::Cpu).unwrap();
+        for dt in [DType::BF16, DType::F16] {
+            let tl = t.to_dtype(dt).unwrap();
+            // the reference sees the same rounded values the kernel reads
+            let rounded: Vec<f32> = tl
+                .to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            check(&tl, &rounded, vocab, Accumulate::F32, 1e-5);
+            check(&tl, &rounded, vocab, Accumulate::F64, 1e-12);
+        }
+    }
+
+    #[test]
+    fn hand_made_rows() {
+        // uniform row: p1 = p2 = 1/4, entropy -ln 4, argmax first
+        let r = row_stats(&[1.0, 1.0, 1.0, 1.0], Accumulate::F64);
+        assert_eq!(r.argmax, 0);
+        assert!((r.p1 - 0.25).abs() < 1e-15 && (r.p2 - 0.25).abs() < 1e-15);
+        assert!((r.neg_entropy + 4f64.ln()).abs() < 1e-15);
+        // one finite entry among -inf: certain
+        let r = row_stats(
+            &[f32::NEG_INFINITY, 2.0, f32::NEG_INFINITY],
+            Accumulate::F32,
+        );
+        assert_eq!((r.argmax, r.p1, r.p2, r.neg_entropy), (1, 1.0, 0.0, 0.0));
+        // all -inf: NaN like torch.softmax
+        assert!(
+            row_stats(&[f32::NEG_INFINITY; 3], Accumulate::F32)
+                .p1
+                .is_nan()
+        );
+        // 3-D input flattens leading dims; non-contiguous input is accepted
+        let t = Tensor::arange(0f32, 24.0, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3, 4))
+            .unwrap();
+        assert_eq!(confidence_stats(&t, Accumulate::F32).unwrap().len(), 6);
+        let tt = t.reshape((6, 4)).unwrap().t().unwrap();
+        let s = confidence_stats(&tt, Accumulate::F32).unwrap();
+        assert_eq!(s.len(), 4);
+        assert!(s.iter().all(|x| x.argmax == 5));
+    }
+}

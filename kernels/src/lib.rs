@@ -1,0 +1,5 @@
+//! stipple-kernels: fused hot operations.
+#![warn(missing_docs)]
+
+pub mod confidence;
+pub mod guided_update;
