@@ -33,6 +33,20 @@ pub(crate) fn alpha_sigma(sigma: f32) -> (f32, f32) {
     (alpha, sigma * alpha)
 }
 
+/// The data prediction x0 of the multistep solvers, from the VP scales at `sigma`
+/// (diffusers' `convert_model_output` with `predict_x0` / `dpmsolver++`).
+pub(crate) fn x0_at_sigma(prediction: PredictionType, out: &Tensor, sample: &Tensor, sigma: f32) -> Result<Tensor> {
+    let (alpha_t, sigma_t) = alpha_sigma(sigma);
+    Ok(match prediction {
+        PredictionType::Epsilon => super::div(&(sample - out.affine(sigma_t as f64, 0.0)?)?, alpha_t)?,
+        PredictionType::VPrediction => super::lin2(sample, alpha_t, out, -sigma_t)?,
+        PredictionType::Sample => out.clone(),
+        PredictionType::FlowPrediction => {
+            return Err(Error::Config("flow_prediction needs a flow-matching sampler; use flow-euler".into()));
+        }
+    })
+}
+
 /// lambda = log(alpha) - log(sigma): the half log-SNR.
 pub(crate) fn lambda(sigma: f32) -> f32 {
     let (a, s) = alpha_sigma(sigma);
@@ -159,15 +173,6 @@ impl DpmSolverMultistep {
         })
     }
 
-    fn x0(&self, out: &Tensor, sample: &Tensor, sigma: f32) -> Result<Tensor> {
-        let (alpha_t, sigma_t) = alpha_sigma(sigma);
-        Ok(match self.prediction {
-            PredictionType::Epsilon => super::div(&(sample - out.affine(sigma_t as f64, 0.0)?)?, alpha_t)?,
-            PredictionType::VPrediction => super::lin2(sample, alpha_t, out, -sigma_t)?,
-            PredictionType::Sample => out.clone(),
-            PredictionType::FlowPrediction => unreachable!("rejected in new"),
-        })
-    }
 }
 
 impl Scheduler for DpmSolverMultistep {
@@ -185,7 +190,7 @@ impl Scheduler for DpmSolverMultistep {
         check_index(i, n, self.name())?;
         let lower_order_final =
             i == n - 1 && (self.euler_at_final || (self.lower_order_final && n < 15) || self.final_zero);
-        let x0 = self.x0(out, sample, self.steps.sigmas[i])?;
+        let x0 = x0_at_sigma(self.prediction, out, sample, self.steps.sigmas[i])?;
         self.outputs.push(x0);
         if self.outputs.len() > self.order {
             self.outputs.remove(0);

@@ -38,8 +38,7 @@ impl Scheduler for Euler {
         self.schedule.init_noise_sigma()
     }
     fn scale_model_input(&self, sample: &Tensor, i: usize) -> Result<Tensor> {
-        let s = self.schedule.sigmas[i];
-        super::div(sample, (s * s + 1.0).sqrt())
+        self.schedule.scale_model_input(sample, i)
     }
     fn step(&mut self, out: &Tensor, i: usize, sample: &Tensor, _noise: &mut dyn NoiseSource) -> Result<Tensor> {
         check_index(i, self.schedule.timesteps.len(), "euler")?;
@@ -54,6 +53,6 @@ impl Scheduler for Euler {
             .then(|| (1.0, self.schedule.sigmas[i + 1] - self.schedule.sigmas[i]))
     }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
-        Ok((original + noise.affine(self.schedule.sigmas[i] as f64, 0.0)?)?)
+        self.schedule.add_noise(original, noise, i)
     }
 }

@@ -42,8 +42,7 @@ impl Scheduler for EulerAncestral {
         self.schedule.init_noise_sigma()
     }
     fn scale_model_input(&self, sample: &Tensor, i: usize) -> Result<Tensor> {
-        let s = self.schedule.sigmas[i];
-        super::div(sample, (s * s + 1.0).sqrt())
+        self.schedule.scale_model_input(sample, i)
     }
     fn step(&mut self, out: &Tensor, i: usize, sample: &Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor> {
         check_index(i, self.schedule.timesteps.len(), "euler-a")?;
@@ -57,6 +56,6 @@ impl Scheduler for EulerAncestral {
         Ok((prev + z.affine(up as f64, 0.0)?)?)
     }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
-        Ok((original + noise.affine(self.schedule.sigmas[i] as f64, 0.0)?)?)
+        self.schedule.add_noise(original, noise, i)
     }
 }

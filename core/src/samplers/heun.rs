@@ -70,8 +70,7 @@ impl Scheduler for Heun {
         2
     }
     fn scale_model_input(&self, sample: &Tensor, i: usize) -> Result<Tensor> {
-        let s = self.sigmas[i];
-        super::div(sample, (s * s + 1.0).sqrt())
+        sigma_schedule::scale_by_sigma(&self.sigmas, sample, i)
     }
     fn step(&mut self, out: &Tensor, i: usize, sample: &Tensor, _noise: &mut dyn NoiseSource) -> Result<Tensor> {
         check_index(i, self.timesteps.len(), "heun")?;
@@ -98,6 +97,6 @@ impl Scheduler for Heun {
         }
     }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
-        Ok((original + noise.affine(self.sigmas[i] as f64, 0.0)?)?)
+        sigma_schedule::add_sigma_noise(&self.sigmas, original, noise, i)
     }
 }

@@ -1,6 +1,8 @@
 //! The sigma schedule shared by the Euler, Euler-ancestral and Heun samplers: discrete
 //! timesteps mapped to sigmas by interpolation, optionally re-spaced (Karras / exponential).
 
+use candle_core::Tensor;
+
 use crate::config::{ClassDefaults, FinalSigmas, SchedulerConfig, TimestepSpacing};
 use crate::schedule::NoiseSchedule;
 use crate::timesteps::{exponential_sigmas, interp_on_index, karras_sigmas, sigma_to_t, spaced_timesteps};
@@ -11,6 +13,17 @@ pub(crate) struct SigmaSchedule {
     pub timesteps: Vec<f64>,
     pub sigmas: Vec<f32>,
     pub spacing: TimestepSpacing,
+}
+
+/// sample / sqrt(sigmas[i]^2 + 1) (shared with Heun's interleaved sigmas).
+pub(crate) fn scale_by_sigma(sigmas: &[f32], sample: &Tensor, i: usize) -> Result<Tensor> {
+    let s = sigmas[i];
+    super::div(sample, (s * s + 1.0).sqrt())
+}
+
+/// original + sigmas[i] noise.
+pub(crate) fn add_sigma_noise(sigmas: &[f32], original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
+    Ok((original + noise.affine(sigmas[i] as f64, 0.0)?)?)
 }
 
 /// Training sigmas sqrt((1 - abar) / abar) in f32; zero-SNR schedules clamp the last abar to 2^-24.
@@ -68,6 +81,16 @@ pub(crate) fn build(
 }
 
 impl SigmaSchedule {
+    /// sample / sqrt(sigma_i^2 + 1): the model sees a unit-variance input.
+    pub fn scale_model_input(&self, sample: &Tensor, i: usize) -> Result<Tensor> {
+        scale_by_sigma(&self.sigmas, sample, i)
+    }
+
+    /// x0 + sigma_i noise.
+    pub fn add_noise(&self, original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
+        add_sigma_noise(&self.sigmas, original, noise, i)
+    }
+
     /// diffusers' `init_noise_sigma`: the largest sigma, or sqrt(max^2 + 1) for `leading` spacing.
     pub fn init_noise_sigma(&self) -> f64 {
         let max = self.sigmas.iter().cloned().fold(f32::MIN, f32::max);

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::dpm_solver_multistep::{KarrasRounding, MultistepSchedule, alpha_sigma, lambda, multistep_schedule};
+use super::dpm_solver_multistep::{KarrasRounding, MultistepSchedule, alpha_sigma, lambda, multistep_schedule, x0_at_sigma};
 use super::{Scheduler, check_index};
 use crate::config::{ClassDefaults, SchedulerConfig, TimestepSpacing};
 use crate::noise::NoiseSource;
@@ -76,16 +76,6 @@ impl UniPc {
             lower_order_nums: 0,
             last_sample: None,
             this_order: 1,
-        })
-    }
-
-    fn x0(&self, out: &Tensor, sample: &Tensor, sigma: f32) -> Result<Tensor> {
-        let (alpha_t, sigma_t) = alpha_sigma(sigma);
-        Ok(match self.prediction {
-            PredictionType::Epsilon => super::div(&(sample - out.affine(sigma_t as f64, 0.0)?)?, alpha_t)?,
-            PredictionType::VPrediction => super::lin2(sample, alpha_t, out, -sigma_t)?,
-            PredictionType::Sample => out.clone(),
-            PredictionType::FlowPrediction => unreachable!("rejected in new"),
         })
     }
 
@@ -167,7 +157,7 @@ impl Scheduler for UniPc {
     fn step(&mut self, out: &Tensor, i: usize, sample: &Tensor, _noise: &mut dyn NoiseSource) -> Result<Tensor> {
         let n = self.steps.timesteps.len();
         check_index(i, n, "unipc")?;
-        let converted = self.x0(out, sample, self.steps.sigmas[i])?;
+        let converted = x0_at_sigma(self.prediction, out, sample, self.steps.sigmas[i])?;
         let mut sample = sample.clone();
         if i > 0
             && !self.disable_corrector.contains(&(i - 1))
