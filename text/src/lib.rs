@@ -1,7 +1,17 @@
-//! stipple-text: masked-diffusion language models for stipple.
+//! stipple-text: masked-diffusion language models and constrained infilling.
 //!
-//! Planned (issue #3): LLaDA, Dream and BERT-family models loaded from Hugging Face
-//! layouts, the decoding loop (LLaDA / Dream / Fast-dLLM policies from
-//! `stipple_core::discrete`, KV caching, early stop, streaming) and the constrained
-//! infilling API. Nothing is implemented here yet; the `stipple text` and `stipple infill`
-//! commands say so and exit with an error.
+//! * [`files`]: find a model's files in a local folder or on the Hugging Face hub.
+//! * [`models`]: LLaDA, Dream and BERT-family networks behind one [`models::DiffusionLm`].
+//! * [`tokenizer`]: tokenizer.json + chat templates (minijinja).
+//! * [`generate`]: the decoding loop (LLaDA / Dream / Fast-dLLM policies from
+//!   `stipple_core::discrete`, semi-autoregressive blocks, CFG, KV caching, early stop,
+//!   batches, streaming).
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod files;
+pub mod generate;
+pub mod models;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

@@ -1,0 +1,224 @@
+//! The masked-diffusion language models stipple runs, behind one [`DiffusionLm`].
+//!
+//! * [`llada`]: LLaDA (OLMo-style names), bidirectional.
+//! * [`dream`]: Dream (Qwen2 names), bidirectional, shifted logits.
+//! * [`bert`]: BERT and ModernBERT `*ForMaskedLM` through candle-transformers.
+//!
+//! LLaDA and Dream share [`transformer::Transformer`], which supports span forwards over
+//! a [`KvCache`]; the BERT family always runs the whole canvas.
+
+pub mod bert;
+pub mod dream;
+pub mod llada;
+pub mod transformer;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+pub use transformer::{KvCache, Span, Transformer, TransformerConfig};
+
+use crate::error::{Error, Result};
+use crate::files::ModelFiles;
+
+/// Model family, from `config.json`'s `model_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// LLaDA.
+    Llada,
+    /// Dream.
+    Dream,
+    /// BERT `BertForMaskedLM`.
+    Bert,
+    /// ModernBERT `ModernBertForMaskedLM`.
+    ModernBert,
+}
+
+impl Family {
+    /// Detect the family from a parsed `config.json`.
+    pub fn detect(config: &serde_json::Value) -> Result<Self> {
+        let ty = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        match ty.to_ascii_lowercase().as_str() {
+            "llada" => Ok(Family::Llada),
+            "dream" => Ok(Family::Dream),
+            "bert" => Ok(Family::Bert),
+            "modernbert" => Ok(Family::ModernBert),
+            other => Err(Error::Model(format!(
+                "config.json model_type {other:?} is not a supported diffusion language model (llada, Dream, bert, modernbert)"
+            ))),
+        }
+    }
+}
+
+/// Token ids and behaviour the decoder needs to know about a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// Family.
+    pub family: Family,
+    /// The [MASK] id.
+    pub mask_id: u32,
+    /// End-of-text ids (the first is written when padding).
+    pub eos_ids: Vec<u32>,
+    /// Padding id for left-padded batches.
+    pub pad_id: u32,
+    /// Logit rows of size `vocab` (may exceed the tokenizer's vocabulary).
+    pub vocab: usize,
+    /// Prediction for position `i` is at output row `i - 1` (Dream).
+    pub shift_logits: bool,
+    /// Whether span forwards over a KV cache are supported.
+    pub supports_cache: bool,
+    /// Longest canvas the model was trained for, when known.
+    pub max_len: Option<usize>,
+}
+
+enum Net {
+    Transformer(Transformer),
+    Bert(candle_transformers::models::bert::BertForMaskedLM),
+    ModernBert(candle_transformers::models::modernbert::ModernBertForMaskedLM),
+}
+
+/// A loaded masked-diffusion language model.
+pub struct DiffusionLm {
+    net: Net,
+    spec: ModelSpec,
+    device: Device,
+    dtype: DType,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(config: &serde_json::Value, what: &str) -> Result<T> {
+    serde_json::from_value(config.clone()).map_err(|e| Error::Model(format!("{what} config.json: {e}")))
+}
+
+fn id_field(config: &serde_json::Value, key: &str) -> Option<u32> {
+    match config.get(key)? {
+        serde_json::Value::Number(n) => n.as_u64().map(|v| v as u32),
+        serde_json::Value::Array(a) => a.first()?.as_u64().map(|v| v as u32),
+        _ => None,
+    }
+}
+
+impl DiffusionLm {
+    /// Load from resolved files. `special` supplies ids the config lacks (BERT's [MASK]),
+    /// looked up in the tokenizer by the caller.
+    pub fn load(files: &ModelFiles, device: &Device, dtype: DType, special: &dyn Fn(&str) -> Option<u32>) -> Result<Self> {
+        let config = files.config_json()?;
+        let family = Family::detect(&config)?;
+        if device.is_cpu() && dtype == DType::BF16 && matches!(family, Family::Bert | Family::ModernBert) {
+            return Err(Error::InvalidArgument("bf16 BERT models are not supported on the CPU; use f32 or f16".into()));
+        }
+        // Safety: the shards are memory-mapped read-only; they must not change while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device)? };
+        let (net, spec) = match family {
+            Family::Llada => {
+                let cfg: llada::Config = parse(&config, "LLaDA")?;
+                let net = llada::new(&cfg, vb)?;
+                let spec = ModelSpec {
+                    family,
+                    mask_id: cfg.mask_token_id,
+                    eos_ids: eos_list(&config, cfg.eos_token_id, special),
+                    pad_id: cfg.pad_token_id.unwrap_or(cfg.eos_token_id),
+                    vocab: net.config().vocab,
+                    shift_logits: false,
+                    supports_cache: true,
+                    max_len: cfg.max_sequence_length,
+                };
+                (Net::Transformer(net), spec)
+            }
+            Family::Dream => {
+                let cfg: dream::Config = parse(&config, "Dream")?;
+                let net = dream::new(&cfg, vb)?;
+                let eos = cfg.eos_token_id.or_else(|| special("<|endoftext|>")).unwrap_or(cfg.pad_token_id);
+                let spec = ModelSpec {
+                    family,
+                    mask_id: cfg.mask_token_id,
+                    eos_ids: eos_list(&config, eos, special),
+                    pad_id: cfg.pad_token_id,
+                    vocab: net.config().vocab,
+                    shift_logits: true,
+                    supports_cache: true,
+                    max_len: cfg.max_position_embeddings,
+                };
+                (Net::Transformer(net), spec)
+            }
+            Family::Bert | Family::ModernBert => bert::load(family, &config, vb, special)?,
+        };
+        Ok(Self {
+            net,
+            spec,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// Load a folder or hub id (see [`ModelFiles::resolve`]) without tokenizer lookups.
+    pub fn load_path(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load(&ModelFiles::from_dir(path)?, device, dtype, &|_| None)
+    }
+
+    /// The decoder-facing facts.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Device of the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Weight dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Raw logits `[B, rows, V]` in f32 for a span (rows are output rows: for Dream,
+    /// row `i` predicts position `i + 1`). See [`Transformer::forward`] for caching.
+    pub fn forward(&self, span: &Span, cache: Option<&mut KvCache>, store: bool) -> Result<Tensor> {
+        match &self.net {
+            Net::Transformer(t) => t.forward(span, cache, store),
+            Net::Bert(_) | Net::ModernBert(_) => {
+                if span.start != 0 || cache.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "BERT-family models have no KV cache; use --cache none".into(),
+                    ));
+                }
+                let logits = self.forward_bert(span.ids, span.key_mask)?;
+                Ok(match &span.logits_rows {
+                    Some(r) => logits.narrow(1, r.start, r.len())?,
+                    None => logits,
+                })
+            }
+        }
+    }
+
+    fn forward_bert(&self, ids: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
+        let mask = match key_mask {
+            Some(m) => m.clone(),
+            None => ids.ones_like()?,
+        };
+        let logits = match &self.net {
+            Net::Bert(m) => m.forward(ids, &ids.zeros_like()?, Some(&mask))?,
+            Net::ModernBert(m) => m.forward(ids, &mask)?,
+            Net::Transformer(_) => unreachable!("forward_bert on a transformer"),
+        };
+        Ok(logits.to_dtype(DType::F32)?)
+    }
+}
+
+fn eos_list(config: &serde_json::Value, first: u32, special: &dyn Fn(&str) -> Option<u32>) -> Vec<u32> {
+    let mut ids = vec![first];
+    if let Some(serde_json::Value::Array(a)) = config.get("eos_token_id") {
+        ids.extend(a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32));
+    }
+    // chat models end turns with these
+    for name in ["<|eot_id|>", "<|im_end|>"] {
+        if let Some(id) = special(name) {
+            ids.push(id);
+        }
+    }
+    let _ = id_field;
+    ids.dedup();
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|i| seen.insert(*i));
+    ids
+}

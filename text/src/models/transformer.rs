@@ -1,0 +1,395 @@
+//! The bidirectional Llama-shaped transformer shared by LLaDA and Dream: pre-norm
+//! blocks of RMSNorm -> rotary multi-head attention without a causal mask -> RMSNorm ->
+//! SwiGLU MLP. The two families differ only in tensor names, biases and a few options,
+//! which [`TransformerConfig`] and [`WeightNames`] carry.
+//!
+//! The forward pass takes a *span* of the canvas (a whole canvas, or one block of it) and
+//! an optional [`KvCache`] holding every layer's keys and values for the whole canvas:
+//! queries come from the span, keys from the span's fresh values plus the cached values
+//! of every position outside it. This is Fast-dLLM's prefix cache (span = block..end) and
+//! dual cache (span = block) in one mechanism.
+
+use std::ops::Range;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+
+use crate::error::{Result, invalid};
+
+/// Shapes and options of the shared transformer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformerConfig {
+    /// Hidden width.
+    pub hidden: usize,
+    /// Number of blocks.
+    pub layers: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention when < heads).
+    pub kv_heads: usize,
+    /// MLP inner width.
+    pub mlp_hidden: usize,
+    /// Rows of the embedding (and the output head).
+    pub vocab: usize,
+    /// RMSNorm epsilon.
+    pub norm_eps: f64,
+    /// Rotary base.
+    pub rope_theta: f64,
+    /// Biases on q/k/v.
+    pub qkv_bias: bool,
+    /// Biases on every other linear layer too (attention out, MLP).
+    pub other_bias: bool,
+    /// The output head reuses the embedding matrix.
+    pub tied_head: bool,
+    /// Multiply embeddings by sqrt(hidden) (OLMo `input_emb_norm`).
+    pub scale_embeddings: bool,
+    /// Divide logits by sqrt(hidden) (OLMo `scale_logits`).
+    pub scale_logits: bool,
+}
+
+impl TransformerConfig {
+    fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.heads == 0 || self.hidden % self.heads != 0 {
+            return Err(invalid(format!(
+                "hidden size {} is not a multiple of the head count {}",
+                self.hidden, self.heads
+            )));
+        }
+        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+            return Err(invalid(format!(
+                "{} heads cannot be grouped over {} key/value heads",
+                self.heads, self.kv_heads
+            )));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(invalid("rotary embeddings need an even head size"));
+        }
+        Ok(())
+    }
+}
+
+/// Where each tensor of the checkpoint lives (`{i}` is the block index).
+#[derive(Clone, Copy, Debug)]
+pub struct WeightNames {
+    /// Token embedding.
+    pub embed: &'static str,
+    /// Prefix of block `i` (e.g. `model.layers.{i}`).
+    pub block: &'static str,
+    /// Within a block, in order: attention norm, q, k, v, attention out, MLP norm,
+    /// gate, up, down.
+    pub attn_norm: &'static str,
+    /// Query projection.
+    pub q: &'static str,
+    /// Key projection.
+    pub k: &'static str,
+    /// Value projection.
+    pub v: &'static str,
+    /// Attention output projection.
+    pub o: &'static str,
+    /// MLP norm.
+    pub mlp_norm: &'static str,
+    /// SwiGLU gate (the activated branch).
+    pub gate: &'static str,
+    /// SwiGLU up.
+    pub up: &'static str,
+    /// MLP down projection.
+    pub down: &'static str,
+    /// Final norm.
+    pub final_norm: &'static str,
+    /// Output head (when not tied).
+    pub head: &'static str,
+}
+
+/// Per-layer keys and values (after rotary) of a whole canvas, `[B, kv_heads, L, head_dim]`.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// An empty cache; the next forward with `store = true` fills it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Canvas length covered (0 when empty).
+    pub fn len(&self) -> usize {
+        self.layers.first().map(|(k, _)| k.dim(2).unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// True before the first store.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+/// One forward request.
+pub struct Span<'a> {
+    /// Token ids `[B, n]` of the span.
+    pub ids: &'a Tensor,
+    /// Canvas position of the span's first token.
+    pub start: usize,
+    /// Rotary positions `[B, n]` (u32) when they differ from `start..start+n` (left padding).
+    pub positions: Option<&'a Tensor>,
+    /// Key mask over the whole canvas `[B, L]` (1 attend, 0 ignore: padding); `None` attends to all.
+    pub key_mask: Option<&'a Tensor>,
+    /// Rows of the span whose logits are wanted (all when `None`).
+    pub logits_rows: Option<Range<usize>>,
+}
+
+/// The shared transformer.
+pub struct Transformer {
+    cfg: TransformerConfig,
+    embed: Embedding,
+    blocks: Vec<Block>,
+    final_norm: RmsNorm,
+    head: Linear,
+    inv_freq: Vec<f32>,
+}
+
+struct Block {
+    attn_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    mlp_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+fn linear(vb: &VarBuilder, name: &str, i: usize, o: usize, bias: bool) -> Result<Linear> {
+    let vb = vb.pp(name);
+    let w = vb.get((o, i), "weight")?;
+    let b = if bias { Some(vb.get(o, "bias")?) } else { None };
+    Ok(Linear::new(w, b))
+}
+
+fn rms(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
+    Ok(RmsNorm::new(vb.pp(name).get(size, "weight")?, eps))
+}
+
+impl Transformer {
+    /// Load from a var builder rooted at the checkpoint's top level.
+    pub fn new(cfg: &TransformerConfig, names: &WeightNames, vb: VarBuilder) -> Result<Self> {
+        cfg.check()?;
+        let hd = cfg.head_dim();
+        let embed_w = vb.pp(names.embed).get((cfg.vocab, cfg.hidden), "weight")?;
+        let mut blocks = Vec::with_capacity(cfg.layers);
+        for i in 0..cfg.layers {
+            let vb = vb.pp(names.block.replace("{i}", &i.to_string()));
+            let kv = cfg.kv_heads * hd;
+            blocks.push(Block {
+                attn_norm: rms(&vb, names.attn_norm, cfg.hidden, cfg.norm_eps)?,
+                q: linear(&vb, names.q, cfg.hidden, cfg.hidden, cfg.qkv_bias || cfg.other_bias)?,
+                k: linear(&vb, names.k, cfg.hidden, kv, cfg.qkv_bias || cfg.other_bias)?,
+                v: linear(&vb, names.v, cfg.hidden, kv, cfg.qkv_bias || cfg.other_bias)?,
+                o: linear(&vb, names.o, cfg.hidden, cfg.hidden, cfg.other_bias)?,
+                mlp_norm: rms(&vb, names.mlp_norm, cfg.hidden, cfg.norm_eps)?,
+                gate: linear(&vb, names.gate, cfg.hidden, cfg.mlp_hidden, cfg.other_bias)?,
+                up: linear(&vb, names.up, cfg.hidden, cfg.mlp_hidden, cfg.other_bias)?,
+                down: linear(&vb, names.down, cfg.mlp_hidden, cfg.hidden, cfg.other_bias)?,
+            });
+        }
+        let final_norm = rms(&vb, names.final_norm, cfg.hidden, cfg.norm_eps)?;
+        let head = if cfg.tied_head {
+            Linear::new(embed_w.clone(), None)
+        } else {
+            linear(&vb, names.head, cfg.hidden, cfg.vocab, cfg.other_bias)?
+        };
+        // torch: 1 / theta ** (arange(0, d, 2).float() / d), in f32
+        let inv_freq = (0..hd / 2)
+            .map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / hd as f32))
+            .collect();
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed: Embedding::new(embed_w, cfg.hidden),
+            blocks,
+            final_norm,
+            head,
+            inv_freq,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    /// The device of the weights.
+    pub fn device(&self) -> &Device {
+        self.embed.embeddings().device()
+    }
+
+    /// Data type of the weights.
+    pub fn dtype(&self) -> DType {
+        self.embed.embeddings().dtype()
+    }
+
+    /// cos/sin tables `[n, d/2]` (or `[B, n, d/2]` for explicit positions), in f32 then cast.
+    fn rotary(&self, span: &Span, b: usize, n: usize) -> Result<(Tensor, Tensor)> {
+        let dev = self.device();
+        let pos: Tensor = match span.positions {
+            Some(p) => p.to_dtype(DType::F32)?.reshape((b, n, 1))?,
+            None => Tensor::arange(span.start as u32, (span.start + n) as u32, dev)?
+                .to_dtype(DType::F32)?
+                .reshape((n, 1))?,
+        };
+        let inv = Tensor::from_slice(&self.inv_freq, (1, self.inv_freq.len()), dev)?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        let dt = self.dtype();
+        Ok((freqs.cos()?.to_dtype(dt)?, freqs.sin()?.to_dtype(dt)?))
+    }
+
+    /// Logits `[B, rows, vocab]` (f32) for a span. With `cache`, keys outside the span
+    /// come from it; with `store`, this pass's keys/values (which must then cover the
+    /// whole canvas) replace the cache's.
+    pub fn forward(&self, span: &Span, mut cache: Option<&mut KvCache>, store: bool) -> Result<Tensor> {
+        let (b, n) = span.ids.dims2()?;
+        if store && span.start != 0 {
+            return Err(invalid("a cache can only be stored from a full-canvas pass"));
+        }
+        let cached = cache.as_ref().is_some_and(|c| !c.is_empty()) && !store;
+        let total = if cached { cache.as_ref().unwrap().len() } else { span.start + n };
+        if cached && span.start + n > total {
+            return Err(invalid(format!(
+                "span {}..{} outside the cached canvas of {total}",
+                span.start,
+                span.start + n
+            )));
+        }
+        let mut x = self.embed.forward(span.ids)?;
+        if self.cfg.scale_embeddings {
+            x = (x * (self.cfg.hidden as f64).sqrt())?;
+        }
+        let (cos, sin) = self.rotary(span, b, n)?;
+        let bias = match span.key_mask {
+            Some(m) => {
+                if m.dims2()? != (b, total) {
+                    return Err(invalid(format!("key mask must be [{b}, {total}]")));
+                }
+                // 0 where attended, a large negative where masked: [B, 1, 1, L]
+                let m = m.to_dtype(DType::F32)?;
+                let neg = ((m.ones_like()? - m)? * f32::MIN as f64)?;
+                Some(neg.reshape((b, 1, 1, total))?.to_dtype(self.dtype())?)
+            }
+            None => None,
+        };
+        let mut fresh = Vec::with_capacity(if store { self.blocks.len() } else { 0 });
+        let last = self.blocks.len().saturating_sub(1);
+        for (li, blk) in self.blocks.iter().enumerate() {
+            let past = if cached { cache.as_ref().map(|c| &c.layers[li]) } else { None };
+            // the last block only needs the rows whose logits are wanted
+            let rows = if li == last { span.logits_rows.clone() } else { None };
+            let (y, kv) = blk.forward(&self.cfg, &x, &cos, &sin, bias.as_ref(), past, span.start, rows)?;
+            x = y;
+            if store {
+                fresh.push(kv);
+            }
+        }
+        if store {
+            if let Some(c) = cache.as_deref_mut() {
+                c.layers = fresh;
+            }
+        }
+        let x = self.final_norm.forward(&x)?;
+        let mut logits = self.head.forward(&x)?;
+        if self.cfg.scale_logits {
+            logits = (logits / (self.cfg.hidden as f64).sqrt())?;
+        }
+        Ok(logits.to_dtype(DType::F32)?)
+    }
+}
+
+impl Block {
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        cfg: &TransformerConfig,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: Option<&Tensor>,
+        past: Option<&(Tensor, Tensor)>,
+        start: usize,
+        rows: Option<Range<usize>>,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let (b, n, _) = x.dims3()?;
+        let hd = cfg.head_dim();
+        let h = self.attn_norm.forward(x)?;
+        let heads = |t: Tensor, nh: usize, len: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, len, nh, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let k = heads(self.k.forward(&h)?, cfg.kv_heads, n)?;
+        let v = heads(self.v.forward(&h)?, cfg.kv_heads, n)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        // queries (and everything after attention) only for the wanted rows
+        let (x, h, qn, cos_q, sin_q) = match &rows {
+            Some(r) if r.len() < n => {
+                let narrow_cs = |t: &Tensor| -> Result<Tensor> {
+                    let dim = t.rank() - 2;
+                    Ok(t.narrow(dim, r.start, r.len())?.contiguous()?)
+                };
+                (
+                    x.narrow(1, r.start, r.len())?,
+                    h.narrow(1, r.start, r.len())?,
+                    r.len(),
+                    narrow_cs(cos)?,
+                    narrow_cs(sin)?,
+                )
+            }
+            _ => (x.clone(), h, n, cos.clone(), sin.clone()),
+        };
+        let q = heads(self.q.forward(&h)?, cfg.heads, qn)?;
+        let q = candle_nn::rotary_emb::rope(&q, &cos_q, &sin_q)?;
+        let (keys, values) = match past {
+            Some((pk, pv)) => (splice(pk, &k, start)?, splice(pv, &v, start)?),
+            None => (k.clone(), v.clone()),
+        };
+        let keys = repeat_kv(&keys, cfg.heads / cfg.kv_heads)?;
+        let values = repeat_kv(&values, cfg.heads / cfg.kv_heads)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut att = (q.matmul(&keys.t()?)? * scale)?;
+        if let Some(bias) = bias {
+            att = att.broadcast_add(bias)?;
+        }
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let out = att.matmul(&values)?.transpose(1, 2)?.reshape((b, qn, cfg.hidden))?;
+        let x = (x + self.o.forward(&out)?)?;
+        let h = self.mlp_norm.forward(&x)?;
+        let act = (candle_nn::ops::silu(&self.gate.forward(&h)?)? * self.up.forward(&h)?)?;
+        let x = (x + self.down.forward(&act)?)?;
+        Ok((x, (k, v)))
+    }
+}
+
+/// `cached` with positions `start..start+fresh_len` replaced by `fresh` (dim 2).
+fn splice(cached: &Tensor, fresh: &Tensor, start: usize) -> Result<Tensor> {
+    let total = cached.dim(2)?;
+    let n = fresh.dim(2)?;
+    let mut parts = Vec::with_capacity(3);
+    if start > 0 {
+        parts.push(cached.narrow(2, 0, start)?);
+    }
+    parts.push(fresh.clone());
+    if start + n < total {
+        parts.push(cached.narrow(2, start + n, total - start - n)?);
+    }
+    Ok(Tensor::cat(&parts, 2)?)
+}
+
+fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
+    if groups == 1 {
+        return Ok(x.clone());
+    }
+    let (b, h, l, d) = x.dims4()?;
+    Ok(x
+        .unsqueeze(2)?
+        .expand((b, h, groups, l, d))?
+        .reshape((b, h * groups, l, d))?)
+}
