@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate text with a masked-diffusion language model (LLaDA, Dream, BERT-family).
-    Text(Pending),
+    Text(stipple::cli::text::TextArgs),
     /// Fill the holes of a text template under constraints.
     Infill(Pending),
     /// Generate images with a Stable Diffusion-family model.
@@ -81,14 +81,13 @@ struct ScheduleArgs {
 /// Where the work for each pending command is tracked.
 fn pending_issue(command: &Command) -> Option<(&'static str, u32)> {
     match command {
-        Command::Text(_) => Some(("text", 3)),
         Command::Infill(_) => Some(("infill", 3)),
         Command::Image(_) => Some(("image", 4)),
         Command::Audio(_) => Some(("audio", 5)),
         Command::Batch(_) => Some(("batch", 6)),
         Command::Studio(_) => Some(("studio", 6)),
         Command::Bench(_) => Some(("bench", 3)),
-        Command::Schedule(_) => None,
+        Command::Schedule(_) | Command::Text(_) => None,
     }
 }
 
@@ -135,12 +134,13 @@ fn schedule(cli: &Cli, args: &ScheduleArgs) -> Result<()> {
 
 fn run(cli: &Cli) -> Result<()> {
     // Validate the global options early so mistakes are reported before any work.
-    let _device = cli.device.open()?;
+    let global = stipple::cli::Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json };
     if let Some((name, issue)) = pending_issue(&cli.command) {
         bail!("`stipple {name}` is not implemented yet (tracked in issue #{issue}); the scheduler core is ready: see `stipple schedule --help`");
     }
     match &cli.command {
         Command::Schedule(args) => schedule(cli, args),
+        Command::Text(args) => stipple::cli::text::run(&global, args),
         _ => unreachable!("pending commands return above"),
     }
 }

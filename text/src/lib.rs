@@ -12,6 +12,9 @@ pub mod error;
 pub mod files;
 pub mod generate;
 pub mod models;
+pub mod pipeline;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+pub use generate::{CacheMode, GenerateConfig, Generation, Parallel};
+pub use pipeline::{TextModel, TextOutput};

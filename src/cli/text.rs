@@ -1,0 +1,208 @@
+//! `stipple text`: generate with a masked-diffusion language model.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use stipple_core::discrete::Remasking;
+use stipple_core::progress::{CancelToken, Progress, StepEvent};
+use stipple_text::generate::CanvasView;
+use stipple_text::{CacheMode, GenerateConfig, Parallel, TextModel};
+
+use super::Global;
+use super::progress::BarProgress;
+
+/// Confidence measure on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RemaskingArg {
+    /// Probability of the proposed token (LLaDA low_confidence, Dream maskgit_plus).
+    LowConfidence,
+    /// Random order (LLaDA random).
+    Random,
+    /// Top-1 minus top-2 probability (Dream topk_margin).
+    Margin,
+    /// Negative entropy (Dream entropy).
+    Entropy,
+}
+
+impl From<RemaskingArg> for Remasking {
+    fn from(r: RemaskingArg) -> Self {
+        match r {
+            RemaskingArg::LowConfidence => Remasking::LowConfidence,
+            RemaskingArg::Random => Remasking::Random,
+            RemaskingArg::Margin => Remasking::Margin,
+            RemaskingArg::Entropy => Remasking::Entropy,
+        }
+    }
+}
+
+/// KV cache mode on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CacheArg {
+    /// No cache: every step runs the whole canvas.
+    None,
+    /// Fast-dLLM prefix cache.
+    Prefix,
+    /// Fast-dLLM dual cache.
+    Dual,
+}
+
+impl From<CacheArg> for CacheMode {
+    fn from(c: CacheArg) -> Self {
+        match c {
+            CacheArg::None => CacheMode::None,
+            CacheArg::Prefix => CacheMode::Prefix,
+            CacheArg::Dual => CacheMode::Dual,
+        }
+    }
+}
+
+/// Decoding options shared by `text` and `infill`.
+#[derive(Args, Debug, Clone)]
+pub struct DecodeArgs {
+    /// Confidence measure deciding which proposals are committed first.
+    #[arg(long, value_enum, default_value = "low-confidence")]
+    pub remasking: RemaskingArg,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling threshold (with --temperature > 0).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Top-k sampling (with --temperature > 0).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Fast-dLLM parallel decoding: commit every proposal at least this confident.
+    #[arg(long, conflicts_with = "factor")]
+    pub threshold: Option<f64>,
+    /// Fast-dLLM factor-based parallel decoding.
+    #[arg(long)]
+    pub factor: Option<f64>,
+    /// KV cache (bidirectional models; approximate, refreshed every block).
+    #[arg(long, value_enum, default_value = "none")]
+    pub cache: CacheArg,
+}
+
+impl DecodeArgs {
+    /// Fill the shared fields of a config.
+    pub fn apply(&self, cfg: &mut GenerateConfig) {
+        cfg.remasking = self.remasking.into();
+        cfg.temperature = self.temperature;
+        cfg.top_p = self.top_p;
+        cfg.top_k = self.top_k;
+        cfg.cache = self.cache.into();
+        cfg.parallel = match (self.threshold, self.factor) {
+            (Some(t), _) => Parallel::Threshold(t),
+            (None, Some(f)) => Parallel::Factor(f),
+            _ => Parallel::Schedule,
+        };
+    }
+}
+
+/// `stipple text` arguments.
+#[derive(Args, Debug)]
+pub struct TextArgs {
+    /// Model folder (config.json, *.safetensors, tokenizer.json) or hub id owner/name.
+    #[arg(long)]
+    pub model: String,
+    /// Prompt; repeat for a batch (left-padded, decoded together).
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
+    /// Skip the chat template (base models, or a prompt already formatted).
+    #[arg(long)]
+    pub raw: bool,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub gen_len: usize,
+    /// Denoising steps (default: gen-len).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Semi-autoregressive block length (default: gen-len).
+    #[arg(long)]
+    pub block_len: Option<usize>,
+    /// LLaDA classifier-free guidance weight (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub cfg: f64,
+    /// Stop after a block once every prompt has produced end-of-text.
+    #[arg(long)]
+    pub early_stop: bool,
+    /// Print the canvas as it is decoded (stderr).
+    #[arg(long)]
+    pub stream: bool,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// Progress bar plus optional live canvas.
+struct TextProgress<'a> {
+    bar: BarProgress,
+    stream: Option<&'a TextModel>,
+}
+
+impl Progress<CanvasView> for TextProgress<'_> {
+    fn on_step(&mut self, event: &StepEvent<'_, CanvasView>) {
+        Progress::<CanvasView>::on_step(&mut self.bar, event);
+        if let (Some(model), Some(view)) = (self.stream, event.preview) {
+            for row in &view.rows {
+                let shown: String = row
+                    .iter()
+                    .map(|&t| {
+                        if t == view.mask_id {
+                            "_".to_string()
+                        } else {
+                            model.tokenizer.decode(&[t], false).unwrap_or_default()
+                        }
+                    })
+                    .collect();
+                eprintln!("[{:3}] {}", view.nfe, shown.replace('\n', "⏎"));
+            }
+        }
+    }
+}
+
+/// Run `stipple text`.
+pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
+    let mut cfg = GenerateConfig {
+        gen_len: args.gen_len,
+        steps: args.steps.unwrap_or(args.gen_len),
+        block_len: args.block_len.unwrap_or(args.gen_len),
+        cfg: args.cfg,
+        early_stop: args.early_stop,
+        seed: g.seed.unwrap_or(0),
+        ..GenerateConfig::default()
+    };
+    args.decode.apply(&mut cfg);
+    if args.gen_len == 0 {
+        bail!("--gen-len must be > 0");
+    }
+    let model = TextModel::load(&args.model, &g.device, g.dtype).with_context(|| format!("loading {}", args.model))?;
+    let mut progress = TextProgress {
+        bar: BarProgress::new("text", g.json && !args.stream),
+        stream: args.stream.then_some(&model),
+    };
+    let (outs, run) = model.generate(&args.prompt, args.raw, &cfg, Some(&mut progress), CancelToken::new())?;
+    progress.bar.finish();
+    let secs = run.elapsed.as_secs_f64();
+    let generated: usize = outs.iter().map(|o| o.generated_ids.len()).sum();
+    let tps = if secs > 0.0 { generated as f64 / secs } else { 0.0 };
+    if g.json {
+        let mut obj = if outs.len() == 1 {
+            serde_json::to_value(&outs[0])?
+        } else {
+            json!({ "results": outs })
+        };
+        let m = obj.as_object_mut().expect("object");
+        m.insert("nfe".into(), json!(run.nfe));
+        m.insert("elapsed_ms".into(), json!(secs * 1e3));
+        m.insert("tokens_per_s".into(), json!(tps));
+        m.insert("early_stopped".into(), json!(run.early_stopped));
+        m.insert("model".into(), json!(format!("{:?}", model.lm.spec().family).to_lowercase()));
+        m.insert("seed".into(), json!(cfg.seed));
+        println!("{obj}");
+    } else {
+        for o in &outs {
+            println!("{}", o.text);
+        }
+        eprintln!("{} tokens, {} model calls, {:.2} s ({tps:.1} tokens/s)", generated, run.nfe, secs);
+    }
+    Ok(())
+}

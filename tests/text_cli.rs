@@ -1,0 +1,111 @@
+//! `stipple text --json` reproduces the reference decoders' greedy ids on the tiny
+//! fixtures (made by tools/make_text_fixtures.py), and rejects bad input cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("text/tests/fixtures").join(name)
+}
+
+fn stipple(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stipple")).args(args).output().expect("run stipple")
+}
+
+fn case(model: &str, id: &str) -> Value {
+    let e: Value = serde_json::from_str(&std::fs::read_to_string(fixture(model).join("expected.json")).unwrap()).unwrap();
+    e["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone()
+}
+
+fn run_case(model: &str, id: &str, extra: &[&str]) {
+    let c = case(model, id);
+    let path = fixture(model);
+    let s = |k: &str| c[k].to_string();
+    let mut args: Vec<String> = vec![
+        "--json".into(),
+        "text".into(),
+        "--model".into(),
+        path.to_string_lossy().into(),
+        "--prompt".into(),
+        c["prompt"].as_str().unwrap().into(),
+        "--gen-len".into(),
+        s("gen_len"),
+        "--steps".into(),
+        s("steps"),
+    ];
+    if c.get("block_len").is_some() {
+        args.extend(["--block-len".into(), s("block_len")]);
+    }
+    if !c.get("chat").and_then(Value::as_bool).unwrap_or(false) {
+        args.push("--raw".into());
+    }
+    args.extend(extra.iter().map(|x| x.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = stipple(&refs);
+    assert!(out.status.success(), "{model}/{id}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["generated_ids"], c["generated_ids"], "{model}/{id}");
+    assert_eq!(v["prompt_ids"], c["prompt_ids"], "{model}/{id}");
+    for key in ["text", "nfe", "elapsed_ms", "tokens_per_s"] {
+        assert!(v.get(key).is_some(), "{model}/{id}: no {key}");
+    }
+    // text is the generated part cut at the first end-of-text
+    let text = v["text"].as_str().unwrap();
+    assert!(!text.contains("<|endoftext|>"));
+}
+
+#[test]
+fn text_json_reproduces_reference_ids() {
+    run_case("llada-tiny", "plain", &[]);
+    run_case("llada-tiny", "semi-ar", &[]);
+    run_case("llada-tiny", "cfg", &["--cfg", "1.5"]);
+    run_case("llada-tiny", "chat", &[]);
+    run_case("llada-tiny", "dual-cache-threshold", &["--cache", "dual", "--threshold", "0.5"]);
+    run_case("llada-tiny", "prefix-cache", &["--cache", "prefix"]);
+    run_case("dream-tiny", "entropy", &["--remasking", "entropy"]);
+    run_case("llada-tiny-gqa", "few-steps", &[]);
+}
+
+#[test]
+fn text_bad_input_is_a_clear_error() {
+    let llada = fixture("llada-tiny");
+    let m = llada.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["text", "--model", "/no/such/folder", "--prompt", "x"], "no such folder"),
+        (&["text", "--model", m, "--prompt", "x", "--gen-len", "0"], "gen-len"),
+        (&["text", "--model", m, "--prompt", "x", "--gen-len", "16", "--block-len", "5"], "multiple of block_len"),
+        (&["text", "--model", m, "--prompt", "x", "--gen-len", "16", "--steps", "3", "--block-len", "8"], "multiple of the number of blocks"),
+        (&["text", "--model", m, "--prompt", "x", "--threshold", "1.5", "--gen-len", "8"], "threshold"),
+        (&["text", "--model", m, "--prompt", "x", "--gen-len", "300"], "exceeds"),
+    ];
+    for (args, needle) in cases {
+        let out = stipple(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn text_batch_rows_match_single_runs() {
+    let llada = fixture("llada-tiny");
+    let m = llada.to_str().unwrap();
+    let single = |p: &str| -> Value {
+        let out = stipple(&["--json", "text", "--model", m, "--raw", "--prompt", p, "--gen-len", "8", "--steps", "8"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let a = single("The cat sat on");
+    let b = single("A small bird sang a song in the morning");
+    let out = stipple(&[
+        "--json", "text", "--model", m, "--raw", "--prompt", "The cat sat on", "--prompt",
+        "A small bird sang a song in the morning", "--gen-len", "8", "--steps", "8",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["generated_ids"], a["generated_ids"]);
+    assert_eq!(results[1]["generated_ids"], b["generated_ids"]);
+}

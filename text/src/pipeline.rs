@@ -1,0 +1,81 @@
+//! A model with its tokenizer: the one-call entry point for generating text.
+
+use candle_core::{DType, Device};
+use stipple_core::progress::{CancelToken, Progress};
+
+use crate::error::{Result, invalid};
+use crate::files::ModelFiles;
+use crate::generate::{CanvasView, GenerateConfig, Generation, generate};
+use crate::models::DiffusionLm;
+use crate::tokenizer::TextTokenizer;
+
+/// A loaded diffusion language model and its tokenizer.
+pub struct TextModel {
+    /// The network.
+    pub lm: DiffusionLm,
+    /// Its tokenizer and chat template.
+    pub tokenizer: TextTokenizer,
+}
+
+/// One prompt's result.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TextOutput {
+    /// Generated text up to the first end-of-text token, special tokens left out.
+    pub text: String,
+    /// Every generated id (gen_len of them), untrimmed.
+    pub generated_ids: Vec<u32>,
+    /// The prompt's ids (after the chat template).
+    pub prompt_ids: Vec<u32>,
+}
+
+impl TextModel {
+    /// Load a local folder or hub id.
+    pub fn load(spec: &str, device: &Device, dtype: DType) -> Result<Self> {
+        let files = ModelFiles::resolve(spec)?;
+        let tokenizer = TextTokenizer::load(&files)?;
+        let lm = DiffusionLm::load(&files, device, dtype, &|t| tokenizer.token_id(t))?;
+        Ok(Self { lm, tokenizer })
+    }
+
+    /// Prompt ids: through the chat template unless `raw` (or the model has none).
+    pub fn prompt_ids(&self, prompt: &str, raw: bool) -> Result<Vec<u32>> {
+        let ids = self.tokenizer.prompt_ids(prompt, raw)?;
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.lm.spec().vocab) {
+            return Err(invalid(format!("prompt token {bad} is outside the model's vocabulary")));
+        }
+        Ok(ids)
+    }
+
+    /// Text of generated ids: cut at the first end-of-text, special tokens dropped.
+    pub fn text_of(&self, generated: &[u32]) -> Result<String> {
+        let eos = &self.lm.spec().eos_ids;
+        let end = generated.iter().position(|t| eos.contains(t)).unwrap_or(generated.len());
+        let mask = self.lm.spec().mask_id;
+        let kept: Vec<u32> = generated[..end].iter().copied().filter(|&t| t != mask).collect();
+        self.tokenizer.decode(&kept, true)
+    }
+
+    /// Generate after each prompt (a batch when several).
+    pub fn generate(
+        &self,
+        prompts: &[String],
+        raw: bool,
+        cfg: &GenerateConfig,
+        progress: Option<&mut dyn Progress<CanvasView>>,
+        cancel: CancelToken,
+    ) -> Result<(Vec<TextOutput>, Generation)> {
+        let ids: Vec<Vec<u32>> = prompts.iter().map(|p| self.prompt_ids(p, raw)).collect::<Result<_>>()?;
+        let run = generate(&self.lm, &ids, cfg, progress, cancel)?;
+        let outs = (0..ids.len())
+            .map(|i| {
+                let gen_ids = run.generated(i).to_vec();
+                Ok(TextOutput {
+                    text: self.text_of(&gen_ids)?,
+                    generated_ids: gen_ids,
+                    prompt_ids: ids[i].clone(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok((outs, run))
+    }
+}
