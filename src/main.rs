@@ -34,7 +34,7 @@ enum Command {
     /// Generate text with a masked-diffusion language model (LLaDA, Dream, BERT-family).
     Text(stipple::cli::text::TextArgs),
     /// Fill the holes of a text template under constraints.
-    Infill(Pending),
+    Infill(stipple::cli::infill::InfillArgs),
     /// Generate images with a Stable Diffusion-family model.
     Image(Pending),
     /// Generate music as spectrograms (Riffusion), or convert audio <-> spectrograms.
@@ -81,13 +81,12 @@ struct ScheduleArgs {
 /// Where the work for each pending command is tracked.
 fn pending_issue(command: &Command) -> Option<(&'static str, u32)> {
     match command {
-        Command::Infill(_) => Some(("infill", 3)),
         Command::Image(_) => Some(("image", 4)),
         Command::Audio(_) => Some(("audio", 5)),
         Command::Batch(_) => Some(("batch", 6)),
         Command::Studio(_) => Some(("studio", 6)),
         Command::Bench(_) => Some(("bench", 3)),
-        Command::Schedule(_) | Command::Text(_) => None,
+        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) => None,
     }
 }
 
@@ -141,6 +140,7 @@ fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Schedule(args) => schedule(cli, args),
         Command::Text(args) => stipple::cli::text::run(&global, args),
+        Command::Infill(args) => stipple::cli::infill::run(&global, args),
         _ => unreachable!("pending commands return above"),
     }
 }

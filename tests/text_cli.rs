@@ -109,3 +109,27 @@ fn text_batch_rows_match_single_runs() {
     assert_eq!(results[0]["generated_ids"], a["generated_ids"]);
     assert_eq!(results[1]["generated_ids"], b["generated_ids"]);
 }
+
+#[test]
+fn infill_json_fills_constrained_holes() {
+    let llada = fixture("llada-tiny");
+    let out = stipple(&[
+        "--json", "--seed", "3", "infill", "--model", llada.to_str().unwrap(), "--template",
+        "The [1 {cat,dog}] sat on the [1..3] in [4 /[0-9]+/].", "--temperature", "1",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let holes = v["holes"].as_array().unwrap();
+    assert!(["cat", "dog"].contains(&holes[0]["text"].as_str().unwrap()));
+    let year = holes[2]["text"].as_str().unwrap();
+    assert!(!year.is_empty() && year.chars().all(|c| c.is_ascii_digit()), "{year}");
+    assert_eq!(holes[2]["ids"].as_array().unwrap().len(), 4);
+    let text = v["text"].as_str().unwrap();
+    assert!(text.starts_with("The ") && text.ends_with('.'), "{text}");
+    for key in ["nfe", "elapsed_ms", "ids"] {
+        assert!(v.get(key).is_some(), "no {key}");
+    }
+    let bad = stipple(&["infill", "--model", llada.to_str().unwrap(), "--template", "x [1 /[0-9]{40}/]"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("can never be filled"));
+}

@@ -2,6 +2,7 @@
 //! per command.
 
 pub mod device;
+pub mod infill;
 pub mod progress;
 pub mod text;
 

@@ -3,6 +3,7 @@
 //! * [`files`]: find a model's files in a local folder or on the Hugging Face hub.
 //! * [`models`]: LLaDA, Dream and BERT-family networks behind one [`models::DiffusionLm`].
 //! * [`tokenizer`]: tokenizer.json + chat templates (minijinja).
+//! * [`infill`]: templates of fixed text and constrained holes (regex, words, characters).
 //! * [`generate`]: the decoding loop (LLaDA / Dream / Fast-dLLM policies from
 //!   `stipple_core::discrete`, semi-autoregressive blocks, CFG, KV caching, early stop,
 //!   batches, streaming).
@@ -11,6 +12,7 @@
 pub mod error;
 pub mod files;
 pub mod generate;
+pub mod infill;
 pub mod models;
 pub mod pipeline;
 pub mod tokenizer;
