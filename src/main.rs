@@ -9,6 +9,21 @@ use stipple::cli::device::{DTypeArg, DeviceArg};
 use stipple_core::config::{SchedulerConfig, presets};
 use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec, SigmaSpacing};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Keep freed memory mapped: candle allocates a fresh buffer for every op, and returning
+/// pages to the OS makes the kernel zero them again on the next step (measured ~20% of a
+/// UNet step). `MIMALLOC_PURGE_DELAY` in the environment still wins.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // Safety: plain option setter of the linked mimalloc, called before other threads start.
+        // mi_option_purge_delay (index 15 in mimalloc 2.x and 3.x; libmimalloc-sys lacks the name)
+        const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
+    }
+}
+
 /// Diffusion generation of text, images and music.
 #[derive(Parser, Debug)]
 #[command(name = "stipple", version, about, long_about = None)]
@@ -44,7 +59,7 @@ enum Command {
     /// Open the desktop studio.
     Studio(Pending),
     /// Benchmark models and kernels.
-    Bench(Pending),
+    Bench(stipple::cli::bench::BenchArgs),
     /// Print the timesteps and sigmas a sampler will use (inspect a scheduler_config.json).
     Schedule(ScheduleArgs),
 }
@@ -85,8 +100,7 @@ fn pending_issue(command: &Command) -> Option<(&'static str, u32)> {
         Command::Audio(_) => Some(("audio", 5)),
         Command::Batch(_) => Some(("batch", 6)),
         Command::Studio(_) => Some(("studio", 6)),
-        Command::Bench(_) => Some(("bench", 3)),
-        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) => None,
+        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) | Command::Bench(_) => None,
     }
 }
 
@@ -141,11 +155,13 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Schedule(args) => schedule(cli, args),
         Command::Text(args) => stipple::cli::text::run(&global, args),
         Command::Infill(args) => stipple::cli::infill::run(&global, args),
+        Command::Bench(args) => stipple::cli::bench::run(&global, args),
         _ => unreachable!("pending commands return above"),
     }
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,3 +3,4 @@
 
 pub mod confidence;
 pub mod guided_update;
+pub mod swiglu;

@@ -1,0 +1,166 @@
+//! `stipple bench`: timed runs of real workloads, reported as medians (the machines are
+//! shared and noisy), optionally against a reference run of the Python implementation
+//! recorded as JSON (tools/bench_text_reference.py).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use stipple_core::progress::CancelToken;
+use stipple_text::generate::generate;
+use stipple_text::models::{DiffusionLm, Span};
+use stipple_text::GenerateConfig;
+
+use super::Global;
+use super::text::DecodeArgs;
+
+/// `stipple bench` arguments.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+/// What to benchmark.
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Text generation: tokens per second and the forward-pass time.
+    Text(TextBench),
+}
+
+/// `stipple bench text` arguments.
+#[derive(Args, Debug)]
+pub struct TextBench {
+    /// Model folder.
+    #[arg(long)]
+    pub model: String,
+    /// A reference run (JSON with prompt_ids, generated_ids, tokens_per_s, forward_ms):
+    /// decode the same prompt and report speed ratios and token agreement.
+    #[arg(long)]
+    pub reference: Option<std::path::PathBuf>,
+    /// Prompt length (random ids) when no reference is given.
+    #[arg(long, default_value_t = 32)]
+    pub prompt_len: usize,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub gen_len: usize,
+    /// Steps.
+    #[arg(long, default_value_t = 128)]
+    pub steps: usize,
+    /// Block length.
+    #[arg(long, default_value_t = 32)]
+    pub block_len: usize,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+fn ids(v: &Value, key: &str) -> Result<Vec<u32>> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .with_context(|| format!("reference has no {key}"))?
+        .iter()
+        .map(|x| x.as_u64().map(|x| x as u32).context("bad id"))
+        .collect()
+}
+
+/// Run `stipple bench`.
+pub fn run(g: &Global, args: &BenchArgs) -> Result<()> {
+    match &args.what {
+        BenchWhat::Text(t) => text(g, t),
+    }
+}
+
+fn text(g: &Global, args: &TextBench) -> Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be > 0");
+    }
+    let model = DiffusionLm::load_path(std::path::Path::new(&args.model), &g.device, g.dtype)
+        .with_context(|| format!("loading {}", args.model))?;
+    let reference: Option<Value> = match &args.reference {
+        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p).with_context(|| p.display().to_string())?)?),
+        None => None,
+    };
+    let prompt: Vec<u32> = match &reference {
+        Some(r) => ids(r, "prompt_ids")?,
+        None => {
+            let mut rng = stipple_core::noise::PortableRng::new(g.seed.unwrap_or(1));
+            let v = model.spec().vocab.min(model.spec().mask_id as usize) as f64;
+            (0..args.prompt_len).map(|_| (rng.next_uniform() * v) as u32).collect()
+        }
+    };
+    let mut cfg = GenerateConfig {
+        gen_len: args.gen_len,
+        steps: args.steps,
+        block_len: args.block_len,
+        seed: g.seed.unwrap_or(0),
+        ..GenerateConfig::default()
+    };
+    args.decode.apply(&mut cfg);
+
+    // forward pass over the whole canvas
+    let mut canvas = prompt.clone();
+    canvas.extend(std::iter::repeat_n(model.spec().mask_id, args.gen_len));
+    let input = candle_core::Tensor::from_vec(canvas.clone(), (1, canvas.len()), model.device())?;
+    let span = Span { ids: &input, start: 0, positions: None, key_mask: None, logits_rows: None };
+    model.forward(&span, None, false)?; // warm-up
+    let mut fwd = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        model.forward(&span, None, false)?.to_device(&candle_core::Device::Cpu)?;
+        fwd.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut tps = Vec::new();
+    let mut nfe = 0;
+    let mut generated = Vec::new();
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let out = generate(&model, std::slice::from_ref(&prompt), &cfg, None, CancelToken::new())?;
+        tps.push(args.gen_len as f64 / t.elapsed().as_secs_f64());
+        nfe = out.nfe;
+        generated = out.generated(0).to_vec();
+    }
+    let mut obj = json!({
+        "model": args.model,
+        "device": format!("{:?}", g.device),
+        "threads": candle_core::utils::get_num_threads(),
+        "prompt_len": prompt.len(),
+        "gen_len": args.gen_len,
+        "steps": args.steps,
+        "block_len": args.block_len,
+        "nfe": nfe,
+        "tokens_per_s": median(tps.clone()),
+        "tokens_per_s_runs": tps,
+        "forward_ms": median(fwd),
+        "generated_ids": generated,
+    });
+    if let Some(r) = &reference {
+        let want = ids(r, "generated_ids")?;
+        let agree = want.iter().zip(&generated).filter(|(a, b)| a == b).count() as f64 / want.len().max(1) as f64;
+        let m = obj.as_object_mut().expect("object");
+        if let Some(rt) = r.get("tokens_per_s").and_then(Value::as_f64) {
+            m.insert("reference_tokens_per_s".into(), json!(rt));
+            m.insert("speed_ratio".into(), json!(m["tokens_per_s"].as_f64().unwrap() / rt));
+        }
+        if let Some(rf) = r.get("forward_ms").and_then(Value::as_f64) {
+            m.insert("reference_forward_ms".into(), json!(rf));
+            m.insert("forward_ratio".into(), json!(rf / m["forward_ms"].as_f64().unwrap()));
+        }
+        m.insert("token_agreement".into(), json!(agree));
+    }
+    if g.json {
+        println!("{obj}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    }
+    Ok(())
+}
