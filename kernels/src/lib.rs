@@ -1,6 +1,7 @@
 //! stipple-kernels: fused hot operations.
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod confidence;
 pub mod guided_update;
 pub mod swiglu;

@@ -308,10 +308,9 @@ impl Transformer {
                 if m.dims2()? != (b, total) {
                     return Err(invalid(format!("key mask must be [{b}, {total}]")));
                 }
-                // 0 where attended, a large negative where masked: [B, 1, 1, L]
+                // 0 where attended, a large negative where masked: [B, L] in f32
                 let m = m.to_dtype(DType::F32)?;
-                let neg = ((m.ones_like()? - m)? * f32::MIN as f64)?;
-                Some(neg.reshape((b, 1, 1, total))?.to_dtype(self.dtype())?)
+                Some(((m.ones_like()? - m)? * -1e30)?)
             }
             None => None,
         };
@@ -387,15 +386,8 @@ impl Block {
             Some((pk, pv)) => (splice(pk, &k, start)?, splice(pv, &v, start)?),
             None => (k.clone(), v.clone()),
         };
-        let keys = repeat_kv(&keys, cfg.heads / cfg.kv_heads)?;
-        let values = repeat_kv(&values, cfg.heads / cfg.kv_heads)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut att = (q.matmul(&keys.t()?)? * scale)?;
-        if let Some(bias) = bias {
-            att = att.broadcast_add(bias)?;
-        }
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let out = att.matmul(&values)?.transpose(1, 2)?.reshape((b, qn, cfg.hidden))?;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let out = stipple_kernels::attention::attention(&q, &keys, &values, bias, scale)?;
         let x = (x + self.o.forward(&out)?)?;
         let h = self.mlp_norm.forward(&x)?;
         let act = stipple_kernels::swiglu::silu_mul(&self.gate_up.forward(&h)?)?;
@@ -419,13 +411,3 @@ fn splice(cached: &Tensor, fresh: &Tensor, start: usize) -> Result<Tensor> {
     Ok(Tensor::cat(&parts, 2)?)
 }
 
-fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
-    if groups == 1 {
-        return Ok(x.clone());
-    }
-    let (b, h, l, d) = x.dims4()?;
-    Ok(x
-        .unsqueeze(2)?
-        .expand((b, h, groups, l, d))?
-        .reshape((b, h * groups, l, d))?)
-}
