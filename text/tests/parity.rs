@@ -119,3 +119,13 @@ fn llada_gqa_tied_sharded_matches_reference() {
 fn dream_matches_reference() {
     check_cases("dream-tiny", true);
 }
+
+#[test]
+fn bert_matches_reference() {
+    check_cases("bert-tiny", false);
+}
+
+#[test]
+fn modernbert_matches_reference() {
+    check_cases("modernbert-tiny", false);
+}

@@ -30,7 +30,15 @@ pub(super) fn load(
             )
         }
         _ => {
-            let cfg: modernbert::Config = serde_json::from_value(config.clone()).map_err(bad)?;
+            // the hub files say `norm_eps`; candle's struct wants `layer_norm_eps`
+            let mut config = config.clone();
+            if let Some(obj) = config.as_object_mut()
+                && !obj.contains_key("layer_norm_eps")
+            {
+                let eps = obj.get("norm_eps").cloned().unwrap_or(serde_json::json!(1e-5));
+                obj.insert("layer_norm_eps".into(), eps);
+            }
+            let cfg: modernbert::Config = serde_json::from_value(config).map_err(bad)?;
             (
                 Net::ModernBert(modernbert::ModernBertForMaskedLM::load(vb, &cfg)?),
                 cfg.vocab_size,
