@@ -1,4 +1,4 @@
-//! The decoding loop: drives a [`DiffusionLm`] over a canvas of tokens and [MASK]s with
+//! The decoding loop: drives a [`DiffusionLm`] over a canvas of tokens and `[MASK]`s with
 //! the commit policies of `stipple_core::discrete`.
 //!
 //! One engine covers every reference algorithm:
@@ -181,7 +181,7 @@ pub struct CanvasView {
     pub rows: Vec<Vec<u32>>,
     /// Tokens committed by this step, per row.
     pub committed: Vec<Vec<Committed>>,
-    /// The [MASK] id (positions still holding it are undecided).
+    /// The `[MASK]` id (positions still holding it are undecided).
     pub mask_id: u32,
     /// Model calls so far.
     pub nfe: usize,
@@ -236,7 +236,7 @@ pub fn generate(
     decode(model, canvases, cfg, None, progress, cancel)
 }
 
-/// Decode arbitrary canvases: every [MASK] is filled, every other token is pinned.
+/// Decode arbitrary canvases: every `[MASK]` is filled, every other token is pinned.
 /// Masks must lie in the last `cfg.gen_len` positions of each row (the region split into
 /// blocks); with `gen_len` >= the row length they may be anywhere (infilling). Rows may
 /// differ in length: they are left-padded.

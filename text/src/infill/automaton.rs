@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 /// One position of a hole as the decoder sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cell {
-    /// Still [MASK].
+    /// Still `[MASK]`.
     Masked,
     /// Committed to end-of-text: deleted from the text.
     Eos,

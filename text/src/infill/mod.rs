@@ -2,7 +2,7 @@
 //! masked-diffusion model in one bidirectional decode.
 //!
 //! Fixed spans are never masked, so they stay pinned at every step. Each hole is a run
-//! of [MASK] positions; its constraint (regex, word list, character class, token set)
+//! of `[MASK]` positions; its constraint (regex, word list, character class, token set)
 //! becomes a token-level automaton ([`automaton::HoleAutomaton`]) that bans, before each
 //! step, every token that would make the hole impossible to complete, and re-checks
 //! commits made together in one step. Holes with a length range may use end-of-text at

@@ -43,7 +43,7 @@ pub struct Config {
     /// Longest sequence.
     #[serde(default)]
     pub max_position_embeddings: Option<usize>,
-    /// The [MASK] id.
+    /// The `[MASK]` id.
     #[serde(default = "default_mask")]
     pub mask_token_id: u32,
     /// Padding.

@@ -79,7 +79,7 @@ pub struct Config {
     /// Blocks per group (1 in released checkpoints).
     #[serde(default = "one")]
     pub block_group_size: usize,
-    /// The [MASK] id.
+    /// The `[MASK]` id.
     #[serde(default = "default_mask")]
     pub mask_token_id: u32,
     /// End of text.

@@ -56,7 +56,7 @@ impl Family {
 pub struct ModelSpec {
     /// Family.
     pub family: Family,
-    /// The [MASK] id.
+    /// The `[MASK]` id.
     pub mask_id: u32,
     /// End-of-text ids (the first is written when padding).
     pub eos_ids: Vec<u32>,
@@ -99,7 +99,7 @@ fn id_field(config: &serde_json::Value, key: &str) -> Option<u32> {
 }
 
 impl DiffusionLm {
-    /// Load from resolved files. `special` supplies ids the config lacks (BERT's [MASK]),
+    /// Load from resolved files. `special` supplies ids the config lacks (BERT's `[MASK]`),
     /// looked up in the tokenizer by the caller.
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType, special: &dyn Fn(&str) -> Option<u32>) -> Result<Self> {
         let config = files.config_json()?;
