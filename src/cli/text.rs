@@ -77,6 +77,12 @@ pub struct DecodeArgs {
     /// Fast-dLLM factor-based parallel decoding.
     #[arg(long)]
     pub factor: Option<f64>,
+    /// Dream's `origin` algorithm: reveal each masked position with probability 1 - s/t.
+    #[arg(long, conflicts_with_all = ["threshold", "factor"])]
+    pub origin: bool,
+    /// Sample which positions to commit from softmax(confidence / T) instead of the top-k (Dream alg_temp).
+    #[arg(long)]
+    pub alg_temp: Option<f64>,
     /// KV cache (bidirectional models; approximate, refreshed every block).
     #[arg(long, value_enum, default_value = "none")]
     pub cache: CacheArg,
@@ -90,9 +96,11 @@ impl DecodeArgs {
         cfg.top_p = self.top_p;
         cfg.top_k = self.top_k;
         cfg.cache = self.cache.into();
-        cfg.parallel = match (self.threshold, self.factor) {
-            (Some(t), _) => Parallel::Threshold(t),
-            (None, Some(f)) => Parallel::Factor(f),
+        cfg.alg_temp = self.alg_temp;
+        cfg.parallel = match (self.threshold, self.factor, self.origin) {
+            (Some(t), _, _) => Parallel::Threshold(t),
+            (None, Some(f), _) => Parallel::Factor(f),
+            (None, None, true) => Parallel::Origin,
             _ => Parallel::Schedule,
         };
     }

@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use stipple_core::discrete::schedule::{dream_count, llada_counts};
+use stipple_core::discrete::schedule::{dream_count, dream_transfer_probability, llada_counts};
 use stipple_core::discrete::{Accumulate, Commit, Committed, NoiseScope, Policy, Remasking, step};
 use stipple_core::guidance::Guidance;
 use stipple_core::noise::PortableRng;
@@ -53,6 +53,9 @@ pub enum Parallel {
     Threshold(f64),
     /// Fast-dLLM factor rule.
     Factor(f64),
+    /// Dream `origin`: every masked position is revealed independently with probability
+    /// `1 - s/t` (all on the last step).
+    Origin,
 }
 
 /// Decoding settings. [`GenerateConfig::default`] is LLaDA's `generate.py` default.
@@ -125,6 +128,8 @@ impl GenerateConfig {
             Parallel::Schedule => p.commit,
             Parallel::Threshold(t) => Commit::Threshold(t),
             Parallel::Factor(f) => Commit::Factor(f),
+            // the probability is set per step in the loop
+            Parallel::Origin => Commit::Bernoulli(1.0),
         };
         // Fast-dLLM (threshold, factor, caches) takes its softmax in float64; LLaDA and
         // Dream in the logits' float32
@@ -133,7 +138,7 @@ impl GenerateConfig {
         }
         p.noise_scope = NoiseScope::Masked;
         // the references commit nothing when the schedule says 0
-        p.at_least_one = self.parallel != Parallel::Schedule;
+        p.at_least_one = !matches!(self.parallel, Parallel::Schedule | Parallel::Origin);
         Ok(p)
     }
 
@@ -156,6 +161,9 @@ impl GenerateConfig {
             && !(f > 0.0)
         {
             return Err(invalid("factor must be > 0"));
+        }
+        if self.parallel == Parallel::Origin && self.remasking == Remasking::Random {
+            return Err(invalid("origin reveals positions at random already; use low-confidence remasking"));
         }
         if self.cache != CacheMode::None && !spec_cache {
             return Err(invalid("this model has no KV cache support; use cache none"));
@@ -250,7 +258,7 @@ pub fn decode(
 ) -> Result<Generation> {
     let spec = model.spec().clone();
     cfg.validate(spec.supports_cache)?;
-    let policy = cfg.policy(spec.family)?;
+    let mut policy = cfg.policy(spec.family)?;
     let mask = spec.mask_id;
     let started = Instant::now();
     let b = canvases.len();
@@ -388,6 +396,9 @@ pub fn decode(
             };
 
             // --- commit
+            if cfg.parallel == Parallel::Origin {
+                policy.commit = Commit::Bernoulli(dream_transfer_probability(i, block.steps, cfg.eps));
+            }
             let mut sub: Vec<Vec<u32>> = rows.iter().map(|r| r[window.clone()].to_vec()).collect();
             let before = sub.clone();
             let reports = step(&logits, &mut sub, mask, 0..window.len(), &policy, &k, &mut noise)

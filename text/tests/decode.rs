@@ -143,3 +143,45 @@ fn sampling_is_deterministic_for_a_seed() {
     assert_eq!(run(5), run(5));
     assert!((6..12).any(|s| run(s) != run(5)));
 }
+
+#[test]
+fn dream_origin_and_alg_temp_fill_every_position() {
+    use stipple_text::Parallel;
+    let m = model("dream-tiny");
+    let prompt = m.prompt_ids("The cat sat on", true).unwrap();
+    let mask = m.lm.spec().mask_id;
+    for (parallel, alg_temp) in [(Parallel::Origin, None), (Parallel::Schedule, Some(0.5))] {
+        let run = |seed| {
+            let cfg = GenerateConfig { gen_len: 12, steps: 6, block_len: 12, parallel, alg_temp, seed, ..GenerateConfig::default() };
+            generate(&m.lm, std::slice::from_ref(&prompt), &cfg, None, CancelToken::new()).unwrap()
+        };
+        let a = run(1);
+        assert!(a.nfe <= 6, "{parallel:?}: {} calls", a.nfe);
+        assert!(!a.generated(0).contains(&mask), "{parallel:?}: {:?}", a.generated(0));
+        assert_eq!(a.rows, run(1).rows);
+    }
+}
+
+#[test]
+fn span_forward_over_a_fresh_cache_equals_the_full_forward() {
+    use candle_core::Tensor;
+    use stipple_text::models::{KvCache, Span};
+    for name in ["llada-tiny", "llada-tiny-gqa", "dream-tiny"] {
+        let m = model(name);
+        let mut ids = m.prompt_ids("The quick brown fox", true).unwrap();
+        ids.extend(std::iter::repeat_n(m.lm.spec().mask_id, 10));
+        let l = ids.len();
+        let x = Tensor::from_vec(ids.clone(), (1, l), &Device::Cpu).unwrap();
+        let full = Span { ids: &x, start: 0, positions: None, key_mask: None, logits_rows: None };
+        let mut cache = KvCache::new();
+        let want = m.lm.forward(&full, Some(&mut cache), true).unwrap();
+        assert_eq!(cache.len(), l);
+        for (a, b) in [(l - 10, l - 4), (l - 10, l), (3, 9)] {
+            let part = x.narrow(1, a, b - a).unwrap();
+            let span = Span { ids: &part, start: a, positions: None, key_mask: None, logits_rows: None };
+            let got = m.lm.forward(&span, Some(&mut cache), false).unwrap();
+            let diff = (got - want.narrow(1, a, b - a).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "{name} span {a}..{b}: {diff}");
+        }
+    }
+}
