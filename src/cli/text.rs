@@ -150,8 +150,8 @@ impl Progress<CanvasView> for TextProgress<'_> {
     fn on_step(&mut self, event: &StepEvent<'_, CanvasView>) {
         Progress::<CanvasView>::on_step(&mut self.bar, event);
         if let (Some(model), Some(view)) = (self.stream, event.preview) {
-            for row in &view.rows {
-                let shown: String = row
+            for (row, &start) in view.rows.iter().zip(&view.gen_start) {
+                let shown: String = row[start..]
                     .iter()
                     .map(|&t| {
                         if t == view.mask_id {

@@ -195,6 +195,8 @@ pub struct CanvasView {
     pub nfe: usize,
     /// Index of the current semi-autoregressive block.
     pub block: usize,
+    /// Where each row's generated part starts (its prompt length).
+    pub gen_start: Vec<usize>,
 }
 
 /// A decoding result.
@@ -292,6 +294,7 @@ pub fn decode(
     if rows.iter().any(|r| r[..region.start].contains(&mask)) {
         return Err(invalid("[MASK] tokens outside the generated region; give gen_len covering them"));
     }
+    let gen_start: Vec<usize> = lens.iter().map(|&n| n - gen_len.min(n)).collect();
     let given: Vec<Vec<bool>> = rows.iter().map(|r| r.iter().map(|&t| t != mask).collect()).collect();
     let mut confidence: Vec<Vec<Option<f64>>> = vec![vec![None; l]; b];
 
@@ -434,6 +437,7 @@ pub fn decode(
                 mask_id: mask,
                 nfe,
                 block: bi,
+                gen_start: gen_start.clone(),
             };
             reporter.step(step_no.min(cfg.steps), Some(&view)).map_err(Error::Core)?;
             i += 1;
@@ -460,11 +464,6 @@ pub fn decode(
         }
     }
 
-    let gen_start = canvases
-        .iter()
-        .zip(&pad)
-        .map(|(c, _)| c.len() - gen_len.min(c.len()))
-        .collect();
     Ok(Generation {
         rows: rows.iter().zip(&pad).map(|(r, &p)| r[p..].to_vec()).collect(),
         gen_start,

@@ -93,3 +93,14 @@ fn impossible_constraints_fail_before_decoding() {
         assert!(msg.contains(needle), "{tpl}: {msg}");
     }
 }
+
+#[test]
+fn oversized_holes_are_refused_quickly() {
+    let m = model("llada-tiny");
+    for tpl in ["x [100000] y", "x [250..300] y"] {
+        let t = std::time::Instant::now();
+        let err = infill(&m, &Template::parse(tpl).unwrap(), &InfillOptions::default(), None).unwrap_err();
+        assert!(err.to_string().contains("positions") || err.to_string().contains("too large"), "{tpl}: {err}");
+        assert!(t.elapsed().as_secs() < 5);
+    }
+}

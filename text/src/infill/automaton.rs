@@ -6,6 +6,9 @@
 //! pass (states from which the positions after `j` can still reach acceptance), so a
 //! committed token never makes the hole impossible to complete.
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
@@ -13,6 +16,15 @@ use regex_automata::{Anchored, MatchKind};
 
 use super::token_bytes::TokenBytes;
 use crate::error::{Error, Result};
+
+/// What may fill one masked position of a hole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    /// Token ids, sorted.
+    pub tokens: Vec<u32>,
+    /// Whether end-of-text (deletion) is allowed.
+    pub eos: bool,
+}
 
 /// One position of a hole as the decoder sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +45,8 @@ pub struct HoleAutomaton {
     eos_ok: bool,
     /// Per state: (token, next state), sorted by token.
     trans: Vec<Vec<(u32, u32)>>,
+    /// Per state: the distinct next states (what a masked position can lead to).
+    succ: Vec<Vec<u32>>,
     /// Per state: the text may end here.
     accept: Vec<bool>,
 }
@@ -99,11 +113,29 @@ impl HoleAutomaton {
             i += 1;
         }
         let accept = order.iter().map(|&s| dfa.is_match_state(dfa.next_eoi_state(s))).collect();
+        let succ = trans
+            .iter()
+            .map(|tr: &Vec<(u32, u32)>| {
+                let mut next: Vec<u32> = tr.iter().map(|&(_, s)| s).collect();
+                next.sort_unstable();
+                next.dedup();
+                next
+            })
+            .collect();
+        // the reachability tables hold (positions + 1) x states x (min + 1) flags
+        let cells = (max + 1).saturating_mul(order.len()).saturating_mul(min + 1);
+        if cells > 64 << 20 {
+            return Err(Error::Infill(format!(
+                "a hole of {min}..{max} tokens with /{pattern}/ ({} automaton states) is too large to check; use shorter holes",
+                order.len()
+            )));
+        }
         Ok(Self {
             min,
             max,
             eos_ok: min < max,
             trans,
+            succ,
             accept,
         })
     }
@@ -163,7 +195,7 @@ impl HoleAutomaton {
                             if self.eos_ok {
                                 next[s * w + c] = true;
                             }
-                            for &(_, s2) in &self.trans[s] {
+                            for &s2 in &self.succ[s] {
                                 next[s2 as usize * w + c2] = true;
                             }
                         }
@@ -195,8 +227,7 @@ impl HoleAutomaton {
                         Cell::Eos => self.eos_ok && cur[s * w + c],
                         Cell::Token(t) => self.next_of(s, t).is_some_and(|s2| cur[s2 * w + c2]),
                         Cell::Masked => {
-                            (self.eos_ok && cur[s * w + c])
-                                || self.trans[s].iter().any(|&(_, s2)| cur[s2 as usize * w + c2])
+                            (self.eos_ok && cur[s * w + c]) || self.succ[s].iter().any(|&s2| cur[s2 as usize * w + c2])
                         }
                     };
                     prev[s * w + c] = ok;
@@ -214,10 +245,13 @@ impl HoleAutomaton {
     }
 
     /// For every masked position: the tokens allowed there, and whether end-of-text is.
-    pub fn allowed(&self, cells: &[Cell]) -> Vec<Option<(Vec<u32>, bool)>> {
+    /// Positions with the same reachable sets on both sides share one answer (the middle
+    /// of a long hole), so a long hole costs little more than a short one.
+    pub fn allowed(&self, cells: &[Cell]) -> Vec<Option<Rc<Allowed>>> {
         let w = self.width();
         let fwd = self.forward(cells);
         let bwd = self.backward(cells);
+        let mut memo: HashMap<(&[bool], &[bool]), Rc<Allowed>> = HashMap::new();
         cells
             .iter()
             .enumerate()
@@ -226,7 +260,10 @@ impl HoleAutomaton {
                     return None;
                 }
                 let (f, b) = (&fwd[j], &bwd[j + 1]);
-                let mut toks = Vec::new();
+                if let Some(hit) = memo.get(&(f.as_slice(), b.as_slice())) {
+                    return Some(hit.clone());
+                }
+                let mut tokens = Vec::new();
                 let mut eos = false;
                 for s in 0..self.trans.len() {
                     let counts: Vec<usize> = (0..w).filter(|&c| f[s * w + c]).collect();
@@ -238,14 +275,65 @@ impl HoleAutomaton {
                     }
                     for &(t, s2) in &self.trans[s] {
                         if counts.iter().any(|&c| b[s2 as usize * w + (c + 1).min(self.min)]) {
-                            toks.push(t);
+                            tokens.push(t);
                         }
                     }
                 }
-                toks.sort_unstable();
-                toks.dedup();
-                Some((toks, eos))
+                tokens.sort_unstable();
+                tokens.dedup();
+                let a = Rc::new(Allowed { tokens, eos });
+                memo.insert((f.as_slice(), b.as_slice()), a.clone());
+                Some(a)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ids: 0 "a", 1 "b", 2 "c", 3 "d", 4 "ab", 5 special
+    fn vocab() -> TokenBytes {
+        let mut v: Vec<Option<Vec<u8>>> = ["a", "b", "c", "d", "ab"].iter().map(|s| Some(s.as_bytes().to_vec())).collect();
+        v.push(None);
+        TokenBytes::from_bytes(v)
+    }
+
+    #[test]
+    fn commits_on_either_side_narrow_the_choice() {
+        let a = HoleAutomaton::new(Some("ab|cd"), None, 2, 2, &vocab()).unwrap();
+        let m = Cell::Masked;
+        assert!(a.feasible(&[m, m]));
+        // "b" committed second: only "a" may come first (order-free: the right side counts)
+        let allowed = a.allowed(&[m, Cell::Token(1)]);
+        assert_eq!(allowed[0].as_ref().unwrap().tokens, vec![0]);
+        assert!(!a.feasible(&[Cell::Token(2), Cell::Token(1)]));
+        // with nothing committed, "ab" as one token would leave the second position unfillable
+        let allowed = a.allowed(&[m, m]);
+        assert_eq!(allowed[0].as_ref().unwrap().tokens, vec![0, 2]);
+        assert!(!allowed[0].as_ref().unwrap().eos);
+    }
+
+    #[test]
+    fn length_ranges_and_deletion() {
+        // 1..2 tokens of "ab": either "ab" + deleted, or "a" "b"
+        let a = HoleAutomaton::new(Some("ab"), None, 1, 2, &vocab()).unwrap();
+        let m = Cell::Masked;
+        let allowed = a.allowed(&[m, m]);
+        assert_eq!(allowed[0].as_ref().unwrap().tokens, vec![0, 4]);
+        assert!(allowed[0].as_ref().unwrap().eos);
+        assert!(a.feasible(&[Cell::Token(4), Cell::Eos]));
+        assert!(a.feasible(&[Cell::Eos, Cell::Token(4)]));
+        assert!(!a.feasible(&[Cell::Eos, Cell::Eos]), "at least one token");
+        // an exact length forbids deletion; specials are never allowed
+        let exact = HoleAutomaton::new(None, None, 2, 2, &vocab()).unwrap();
+        assert!(!exact.feasible(&[Cell::Eos, m]));
+        assert!(!exact.allowed(&[m, m])[0].as_ref().unwrap().tokens.contains(&5));
+        // impossible: three tokens can't spell "ab"
+        assert!(!HoleAutomaton::new(Some("ab"), None, 3, 3, &vocab()).unwrap().feasible(&[m, m, m]));
+        // a token-set restriction
+        let only_c = HoleAutomaton::new(None, Some(&[2]), 1, 1, &vocab()).unwrap();
+        assert_eq!(only_c.allowed(&[m])[0].as_ref().unwrap().tokens, vec![2]);
     }
 }

@@ -29,7 +29,7 @@ use std::ops::Range;
 use stipple_core::discrete::Committed;
 use stipple_core::progress::{CancelToken, Progress};
 
-pub use automaton::{Cell, HoleAutomaton};
+pub use automaton::{Allowed, Cell, HoleAutomaton};
 pub use template::{Constraint, Hole, Part, Template};
 pub use token_bytes::TokenBytes;
 
@@ -132,13 +132,14 @@ impl TokenFilter for FilterWithMask<'_> {
             for (i, j) in local {
                 let row = &mut logits[i * stride..(i + 1) * stride];
                 let keep: Vec<(u32, f32)> = match &allowed[j] {
-                    Some((toks, eos)) => {
-                        let mut k: Vec<(u32, f32)> = toks
+                    Some(a) => {
+                        let mut k: Vec<(u32, f32)> = a
+                            .tokens
                             .iter()
                             .filter(|&&t| (t as usize) < vocab)
                             .map(|&t| (t, row[t as usize]))
                             .collect();
-                        if *eos {
+                        if a.eos {
                             k.push((self.inner.delete_id, row[self.inner.delete_id as usize]));
                         }
                         k
@@ -225,6 +226,13 @@ pub fn infill(
                     Constraint::Tokens(t) => Some(t.as_slice()),
                     _ => None,
                 };
+                if let Some(limit) = spec.max_len
+                    && canvas.len() + h.max > limit
+                {
+                    return Err(Error::Infill(format!(
+                        "the template needs more than the model's {limit} positions"
+                    )));
+                }
                 let automaton = HoleAutomaton::new(Some(&pattern), allowed, h.min, h.max, &vocab)?;
                 let start = canvas.len();
                 canvas.extend(std::iter::repeat_n(spec.mask_id, h.max));

@@ -109,6 +109,11 @@ impl TokenBytes {
         Self { bytes }
     }
 
+    /// From explicit byte strings (`None`: never allowed), e.g. for tests or custom vocabularies.
+    pub fn from_bytes(bytes: Vec<Option<Vec<u8>>>) -> Self {
+        Self { bytes }
+    }
+
     /// The bytes of `id`, if it may appear inside a hole.
     pub fn get(&self, id: u32) -> Option<&[u8]> {
         self.bytes.get(id as usize)?.as_deref()
