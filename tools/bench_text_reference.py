@@ -26,7 +26,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from make_text_fixtures import load_references, save_weights  # noqa: E402
+from make_text_fixtures import llada_config, load_references, save_weights  # noqa: E402
 
 
 def write_tokenizer(folder, vocab):
@@ -64,15 +64,9 @@ def main():
     mask_id, eos_id = vocab - 1, vocab - 2
     with tempfile.TemporaryDirectory() as tmp:
         refs = load_references(tmp)
-        cfg = refs["llada_config"].LLaDAConfig(
-            d_model=768, n_heads=12, n_kv_heads=12, n_layers=12, mlp_hidden_size=2048, mlp_ratio=4,
-            vocab_size=vocab, embedding_size=vocab, rope_theta=500000.0, rms_norm_eps=1e-5,
-            max_sequence_length=4096, include_bias=False, include_qkv_bias=False, weight_tying=False,
-            scale_logits=False, input_emb_norm=False, layer_norm_type="rms", block_type="llama",
-            activation_type="silu", rope=True, rope_full_precision=True, alibi=False, flash_attention=False,
-            attention_layer_norm=False, multi_query_attention=None, block_group_size=1,
-            mask_token_id=mask_id, eos_token_id=eos_id, pad_token_id=eos_id, init_device="cpu",
-        )
+        cfg = refs["llada_config"].LLaDAConfig(**llada_config(
+            vocab, mask_id, eos_id, d_model=768, n_heads=12, n_kv_heads=12, n_layers=12,
+            mlp_hidden_size=2048, max_sequence_length=4096))
         torch.manual_seed(0)
         model = refs["llada_modeling"].LLaDAModelLM(cfg, init_params=True).eval()
         os.makedirs(args.out, exist_ok=True)

@@ -21,20 +21,30 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from make_text_fixtures import CORPUS, git_show, import_file, LLADA_MIRROR  # noqa: E402
+from make_text_fixtures import CORPUS, LLADA_MIRROR  # noqa: E402
+from reference_code import git_show, import_file  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "text", "tests", "fixtures")
 
 
-def train_wordpiece(folder):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+def wordpiece_tokenizer(folder):
+    """A WordPiece tokenizer over the corpus, built deterministically (the tokenizers
+    trainer breaks frequency ties differently from run to run): the special tokens, every
+    character and its `##` continuation, then every word, each group sorted."""
+    import re
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    text = CORPUS.lower()
+    words = sorted(set(re.findall(r"[a-z0-9]+", text)))
+    chars = sorted(set(c for c in text if not c.isspace()))
+    pieces = special + chars + ["##" + c for c in chars if c.isalnum()] + [w for w in words if len(w) > 1]
+    vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces))}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator([CORPUS], trainers.WordPieceTrainer(vocab_size=300, special_tokens=special, show_progress=False))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     tok.save(f"{folder}/tokenizer.json")
@@ -61,7 +71,7 @@ def make(name, family, seed, generate):
 
     folder = f"{OUT}/{name}"
     os.makedirs(folder, exist_ok=True)
-    tok = train_wordpiece(folder)
+    tok = wordpiece_tokenizer(folder)
     vocab = tok.get_vocab_size()
     mask_id, pad_id = tok.token_to_id("[MASK]"), tok.token_to_id("[PAD]")
     if family == "bert":
@@ -83,6 +93,11 @@ def make(name, family, seed, generate):
         model.config._attn_implementation = "eager"
     model.eval()
     spread(model, seed)
+    # trained masked LMs never predict [MASK] itself (stipple never proposes it either)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if pname.endswith("bias") and tuple(p.shape) == (vocab,):
+                p[mask_id] = -10.0
     sd = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
     if family == "modernbert":
         sd.pop("decoder.weight", None)  # tied to the embeddings, as in the hub files

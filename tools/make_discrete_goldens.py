@@ -48,6 +48,9 @@ import types
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_code import git_show, import_file  # noqa: E402
+
 LLADA_MIRROR = os.environ.get("STIPPLE_LLADA_MIRROR", "/work/.mirror/ML-GSAI+LLaDA/repo")
 FASTDLLM_MIRROR = os.environ.get("STIPPLE_FASTDLLM_MIRROR", "/work/.mirror/NVlabs+Fast-dLLM/repo")
 
@@ -57,21 +60,6 @@ L_MAX = 40
 
 
 # ---------------------------------------------------------------- loading references
-def git_show(mirror, path, dest):
-    data = subprocess.run(["git", "-C", mirror, "show", f"HEAD:{path}"], check=True, capture_output=True).stdout
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    with open(dest, "wb") as f:
-        f.write(data)
-
-
-def import_file(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def load_references(tmp):
     git_show(LLADA_MIRROR, "generate.py", f"{tmp}/llada/generate.py")
     llada = import_file("ref_llada_generate", f"{tmp}/llada/generate.py")

@@ -35,6 +35,9 @@ import tempfile
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_code import git_show, import_file  # noqa: E402
+
 LLADA_MIRROR = os.environ.get("STIPPLE_LLADA_MIRROR", "/work/.mirror/ML-GSAI+LLaDA/repo")
 FASTDLLM_MIRROR = os.environ.get("STIPPLE_FASTDLLM_MIRROR", "/work/.mirror/NVlabs+Fast-dLLM/repo")
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "text", "tests", "fixtures")
@@ -67,21 +70,6 @@ CHATML_TEMPLATE = (
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-def git_show(mirror, path, dest):
-    data = subprocess.run(["git", "-C", mirror, "show", f"HEAD:{path}"], check=True, capture_output=True).stdout
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    with open(dest, "wb") as f:
-        f.write(data)
-
-
-def import_file(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def load_references(tmp):
@@ -193,6 +181,21 @@ def encode(hf_tok, prompt, chat):
     return hf_tok(prompt)["input_ids"]
 
 
+def llada_config(vocab, mask_id, eos_id, **shape):
+    """LLaDA-8B's config.json options (Llama blocks, RMS norm, SwiGLU, RoPE 500000, no
+    biases, untied head) with the given shape."""
+    cfg = dict(
+        mlp_ratio=4, vocab_size=vocab, embedding_size=vocab, rope_theta=500000.0, rms_norm_eps=1e-5,
+        include_bias=False, include_qkv_bias=False, weight_tying=False,
+        scale_logits=False, input_emb_norm=False, layer_norm_type="rms", block_type="llama",
+        activation_type="silu", rope=True, rope_full_precision=True, alibi=False, flash_attention=False,
+        attention_layer_norm=False, multi_query_attention=None, block_group_size=1,
+        mask_token_id=mask_id, eos_token_id=eos_id, pad_token_id=eos_id, init_device="cpu",
+    )
+    cfg.update(shape)
+    return cfg
+
+
 def make_llada(refs, name, seed, cfg_extra, shards, cases):
     folder = f"{OUT}/{name}"
     os.makedirs(folder, exist_ok=True)
@@ -200,16 +203,8 @@ def make_llada(refs, name, seed, cfg_extra, shards, cases):
     vocab = tok.get_vocab_size()
     mask_id, eos_id = tok.token_to_id("<|mdm_mask|>"), tok.token_to_id("<|endoftext|>")
     hf_tok = write_tokenizer(folder, tok, "<|startoftext|>", "<|endoftext|>", LLADA_TEMPLATE, {"pad_token": "<|endoftext|>"})
-    config = dict(
-        d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=96, mlp_ratio=4,
-        vocab_size=vocab, embedding_size=vocab, rope_theta=500000.0, rms_norm_eps=1e-5,
-        max_sequence_length=256, include_bias=False, include_qkv_bias=False, weight_tying=False,
-        scale_logits=False, input_emb_norm=False, layer_norm_type="rms", block_type="llama",
-        activation_type="silu", rope=True, rope_full_precision=True, alibi=False, flash_attention=False,
-        attention_layer_norm=False, multi_query_attention=None, block_group_size=1,
-        mask_token_id=mask_id, eos_token_id=eos_id, pad_token_id=eos_id, init_device="cpu",
-    )
-    config.update(cfg_extra)
+    shape = dict(d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=96, max_sequence_length=256)
+    config = llada_config(vocab, mask_id, eos_id, **{**shape, **cfg_extra})
     LLaDAConfig = refs["llada_config"].LLaDAConfig
     cfg = LLaDAConfig(**config)
     torch.manual_seed(seed)

@@ -546,7 +546,16 @@ fn window_logits(
         }
         None => out,
     };
-    Ok(out.to_dtype(DType::F32)?)
+    // never propose [MASK] itself: committing it would leave the position undecided (the
+    // references allow it and can end with a [MASK] in the output; trained models never
+    // pick it)
+    let v = out.dim(2)?;
+    let mut ban = vec![0f32; v];
+    if let Some(x) = ban.get_mut(mask as usize) {
+        *x = f32::NEG_INFINITY;
+    }
+    let out = out.to_dtype(DType::F32)?.broadcast_add(&Tensor::from_vec(ban, v, out.device())?)?;
+    Ok(out)
 }
 
 /// Apply a [`TokenFilter`] to the window logits (on the CPU).
