@@ -307,6 +307,8 @@ def main():
             dict(id="margin", prompt="A small bird", gen_len=12, steps=12, alg="topk_margin"),
             dict(id="entropy", prompt="What is the capital", gen_len=12, steps=6, alg="entropy"),
             dict(id="chat", prompt="What is the capital of France?", chat=True, gen_len=12, steps=12, alg="maskgit_plus"),
+            # one prompt token: position 1 reads the shifted logits of row 0
+            dict(id="one-token-prompt", prompt="The", gen_len=8, steps=8, alg="maskgit_plus"),
         ]
         make_dream(refs, "dream-tiny", 3, dream_cases)
 
