@@ -70,11 +70,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, 
                 }
             }
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in row.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
+            crate::fastmath::map_in_place(row, |s| crate::fastmath::exp(s - max));
+            let sum: f32 = row.iter().sum();
             let inv = 1.0 / sum;
             for s in row.iter_mut() {
                 *s *= inv;

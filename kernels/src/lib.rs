@@ -3,5 +3,6 @@
 
 pub mod attention;
 pub mod confidence;
+pub mod fastmath;
 pub mod guided_update;
 pub mod swiglu;
