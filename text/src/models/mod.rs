@@ -90,14 +90,6 @@ fn parse<T: serde::de::DeserializeOwned>(config: &serde_json::Value, what: &str)
     serde_json::from_value(config.clone()).map_err(|e| Error::Model(format!("{what} config.json: {e}")))
 }
 
-fn id_field(config: &serde_json::Value, key: &str) -> Option<u32> {
-    match config.get(key)? {
-        serde_json::Value::Number(n) => n.as_u64().map(|v| v as u32),
-        serde_json::Value::Array(a) => a.first()?.as_u64().map(|v| v as u32),
-        _ => None,
-    }
-}
-
 impl DiffusionLm {
     /// Load from resolved files. `special` supplies ids the config lacks (BERT's `[MASK]`),
     /// looked up in the tokenizer by the caller.
@@ -216,7 +208,6 @@ fn eos_list(config: &serde_json::Value, first: u32, special: &dyn Fn(&str) -> Op
             ids.push(id);
         }
     }
-    let _ = id_field;
     ids.dedup();
     let mut seen = std::collections::HashSet::new();
     ids.retain(|i| seen.insert(*i));
