@@ -117,12 +117,12 @@ impl GenerateConfig {
     /// The step policy for a model family.
     pub fn policy(&self, family: Family) -> Result<Policy> {
         let sampled = self.top_p.is_some_and(|p| p < 1.0) || self.top_k.is_some();
-        let mut p = match family {
-            Family::Dream => Policy::dream(self.remasking, self.temperature, self.top_p, self.top_k, self.alg_temp),
-            _ if sampled || self.alg_temp.is_some() => {
-                Policy::dream(self.remasking, self.temperature, self.top_p, self.top_k, self.alg_temp)
-            }
-            _ => Policy::llada(self.temperature, self.remasking),
+        // Dream's token choice (filtered categorical) also serves top-p / top-k / alg_temp
+        // requests on other families; LLaDA's Gumbel-max otherwise
+        let mut p = if family == Family::Dream || sampled || self.alg_temp.is_some() {
+            Policy::dream(self.remasking, self.temperature, self.top_p, self.top_k, self.alg_temp)
+        } else {
+            Policy::llada(self.temperature, self.remasking)
         };
         p.commit = match self.parallel {
             Parallel::Schedule => p.commit,
