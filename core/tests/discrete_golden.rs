@@ -144,6 +144,32 @@ impl NoiseSource for Counted {
     }
 }
 
+/// The fields every semi-autoregressive (LLaDA-style) case records.
+struct Blocked<'a> {
+    name: &'a str,
+    prompt: Vec<Vec<u32>>,
+    /// Prompt length.
+    p: usize,
+    gen_len: usize,
+    block_len: usize,
+    steps: usize,
+}
+
+impl<'a> Blocked<'a> {
+    fn of(case: &'a Value) -> Self {
+        let prompt = toks(&case["prompt"]);
+        let n = |k: &str| case[k].as_u64().unwrap() as usize;
+        Self {
+            name: case["name"].as_str().unwrap(),
+            p: prompt[0].len(),
+            prompt,
+            gen_len: n("gen_length"),
+            block_len: n("block_length"),
+            steps: n("steps"),
+        }
+    }
+}
+
 fn canvas(prompt: &[Vec<u32>], gen_len: usize, mask: u32) -> Vec<Vec<u32>> {
     prompt
         .iter()
@@ -160,14 +186,7 @@ fn canvas(prompt: &[Vec<u32>], gen_len: usize, mask: u32) -> Vec<Vec<u32>> {
 fn llada_generate_parity() {
     let toy = Toy::load();
     for case in load("llada.json").as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let prompt = toks(&case["prompt"]);
-        let (p, gen_len) = (
-            prompt[0].len(),
-            case["gen_length"].as_u64().unwrap() as usize,
-        );
-        let block_len = case["block_length"].as_u64().unwrap() as usize;
-        let steps = case["steps"].as_u64().unwrap() as usize;
+        let Blocked { name, prompt, p, gen_len, block_len, steps } = Blocked::of(case);
         let temperature = case["temperature"].as_f64().unwrap();
         let cfg = case["cfg_scale"].as_f64().unwrap();
         let remasking = match case["remasking"].as_str().unwrap() {
@@ -234,14 +253,7 @@ fn llada_generate_parity() {
 fn fast_dllm_threshold_parity() {
     let toy = Toy::load();
     for case in load("fastdllm.json").as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let prompt = toks(&case["prompt"]);
-        let (p, gen_len) = (
-            prompt[0].len(),
-            case["gen_length"].as_u64().unwrap() as usize,
-        );
-        let block_len = case["block_length"].as_u64().unwrap() as usize;
-        let steps = case["steps"].as_u64().unwrap() as usize;
+        let Blocked { name, prompt, p, gen_len, block_len, steps } = Blocked::of(case);
         let policy = Policy::fast_dllm_threshold(0.0, case["threshold"].as_f64().unwrap());
         let mut noise = Counted::new(f64s(&case["uniforms"]));
         let history: Vec<Vec<Vec<u32>>> = case["history"]
