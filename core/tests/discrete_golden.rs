@@ -153,6 +153,8 @@ struct Blocked<'a> {
     gen_len: usize,
     block_len: usize,
     steps: usize,
+    /// The canvas before every model call.
+    history: Vec<Vec<Vec<u32>>>,
 }
 
 impl<'a> Blocked<'a> {
@@ -166,6 +168,7 @@ impl<'a> Blocked<'a> {
             gen_len: n("gen_length"),
             block_len: n("block_length"),
             steps: n("steps"),
+            history: case["history"].as_array().unwrap().iter().map(toks).collect(),
         }
     }
 }
@@ -186,7 +189,7 @@ fn canvas(prompt: &[Vec<u32>], gen_len: usize, mask: u32) -> Vec<Vec<u32>> {
 fn llada_generate_parity() {
     let toy = Toy::load();
     for case in load("llada.json").as_array().unwrap() {
-        let Blocked { name, prompt, p, gen_len, block_len, steps } = Blocked::of(case);
+        let Blocked { name, prompt, p, gen_len, block_len, steps, history } = Blocked::of(case);
         let temperature = case["temperature"].as_f64().unwrap();
         let cfg = case["cfg_scale"].as_f64().unwrap();
         let remasking = match case["remasking"].as_str().unwrap() {
@@ -197,12 +200,6 @@ fn llada_generate_parity() {
         let mut policy = Policy::llada(temperature, remasking);
         policy.at_least_one = false; // LLaDA commits nothing on a zero-count step
         let mut noise = Counted::new(f64s(&case["uniforms"]));
-        let history: Vec<Vec<Vec<u32>>> = case["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(toks)
-            .collect();
         let mut x = canvas(&prompt, gen_len, toy.mask);
         let mut call = 0;
         for block in semi_ar_blocks(p, gen_len, block_len, steps).unwrap() {
@@ -253,15 +250,9 @@ fn llada_generate_parity() {
 fn fast_dllm_threshold_parity() {
     let toy = Toy::load();
     for case in load("fastdllm.json").as_array().unwrap() {
-        let Blocked { name, prompt, p, gen_len, block_len, steps } = Blocked::of(case);
+        let Blocked { name, prompt, p, gen_len, block_len, steps, history } = Blocked::of(case);
         let policy = Policy::fast_dllm_threshold(0.0, case["threshold"].as_f64().unwrap());
         let mut noise = Counted::new(f64s(&case["uniforms"]));
-        let history: Vec<Vec<Vec<u32>>> = case["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(toks)
-            .collect();
         let mut x = canvas(&prompt, gen_len, toy.mask);
         let mut nfe = 0;
         for block in semi_ar_blocks(p, gen_len, block_len, steps).unwrap() {
