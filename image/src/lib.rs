@@ -1,5 +1,19 @@
-//! stipple-image: latent image diffusion (the Stable Diffusion family) for stipple.
+//! stipple-image: latent image diffusion (the Stable Diffusion family) on stipple's core.
 //!
-//! Planned (issue #4): SD 1.x/2.x/XL/Turbo/LCM from diffusers folders and single-file
-//! checkpoints, txt2img / img2img / inpainting on the samplers of `stipple_core::samplers`,
-//! TAESD previews. Nothing is implemented here yet; `stipple image` says so.
+//! * [`files`]: diffusers pipeline folders (`model_index.json` and components).
+//! * [`tokenizer`]: the CLIP BPE tokenizer from `vocab.json` + `merges.txt`.
+//! * [`models`]: CLIP text encoders, the conditional UNet (SD 1.x/2.x, SDXL, LCM,
+//!   inpainting), the KL autoencoder.
+//! * [`pipeline`]: txt2img, img2img and inpainting with any core sampler.
+//! * [`image_io`]: image / mask preprocessing and 8-bit output.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod files;
+pub mod image_io;
+pub mod models;
+pub mod pipeline;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+pub use pipeline::{ImageOutput, ImageRequest, StableDiffusion};

@@ -14,6 +14,7 @@ mod euler_ancestral;
 mod flow_match_euler;
 mod heun;
 mod lcm;
+mod pndm;
 mod sigma_schedule;
 mod unipc;
 
@@ -35,6 +36,7 @@ pub use euler_ancestral::EulerAncestral;
 pub use flow_match_euler::FlowMatchEuler;
 pub use heun::Heun;
 pub use lcm::Lcm;
+pub use pndm::Pndm;
 pub use unipc::UniPc;
 
 /// One sampler ready to run a fixed number of steps.
@@ -78,6 +80,8 @@ pub enum SamplerKind {
     Ddpm,
     /// DDIM (eta from the config, 0 by default).
     Ddim,
+    /// PNDM in its PLMS form (SD 1.x's default).
+    Pndm,
     /// Euler (deterministic).
     Euler,
     /// Euler ancestral ("Euler a").
@@ -131,7 +135,7 @@ pub struct SamplerSpec {
 
 /// Every name accepted by [`SamplerSpec::from_str`], for help texts.
 pub const SAMPLER_NAMES: &[&str] =
-    &["ddpm", "ddim", "euler", "euler-a", "heun", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "unipc", "lcm", "flow-euler"];
+    &["ddpm", "ddim", "pndm", "euler", "euler-a", "heun", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "unipc", "lcm", "flow-euler"];
 
 impl FromStr for SamplerSpec {
     type Err = Error;
@@ -139,6 +143,7 @@ impl FromStr for SamplerSpec {
         let (kind, sigmas) = match s.to_ascii_lowercase().as_str() {
             "ddpm" => (SamplerKind::Ddpm, SigmaSpacing::Config),
             "ddim" => (SamplerKind::Ddim, SigmaSpacing::Config),
+            "pndm" | "plms" => (SamplerKind::Pndm, SigmaSpacing::Config),
             "euler" => (SamplerKind::Euler, SigmaSpacing::Config),
             "euler-a" | "euler_a" | "euler-ancestral" => (SamplerKind::EulerAncestral, SigmaSpacing::Config),
             "heun" => (SamplerKind::Heun, SigmaSpacing::Config),
@@ -165,6 +170,7 @@ impl fmt::Display for SamplerSpec {
         let base = match self.kind {
             SamplerKind::Ddpm => "ddpm",
             SamplerKind::Ddim => "ddim",
+            SamplerKind::Pndm => "pndm",
             SamplerKind::Euler => "euler",
             SamplerKind::EulerAncestral => "euler-a",
             SamplerKind::Heun => "heun",
@@ -187,8 +193,8 @@ impl SamplerSpec {
     pub fn for_class(class_name: &str, cfg: &SchedulerConfig) -> Result<Self> {
         let kind = match class_name {
             "DDPMScheduler" => SamplerKind::Ddpm,
-            // PNDM (SD 1.x's default) is not implemented: DDIM is the closest deterministic sampler.
-            "DDIMScheduler" | "PNDMScheduler" => SamplerKind::Ddim,
+            "DDIMScheduler" => SamplerKind::Ddim,
+            "PNDMScheduler" => SamplerKind::Pndm,
             "EulerDiscreteScheduler" => SamplerKind::Euler,
             "EulerAncestralDiscreteScheduler" => SamplerKind::EulerAncestral,
             "HeunDiscreteScheduler" => SamplerKind::Heun,
@@ -242,7 +248,7 @@ impl SamplerSpec {
         let spaced = cfg.use_karras_sigmas == Some(true) || cfg.use_exponential_sigmas == Some(true);
         let no_sigma_spacing = matches!(
             self.kind,
-            SamplerKind::Ddpm | SamplerKind::Ddim | SamplerKind::EulerAncestral | SamplerKind::Lcm | SamplerKind::FlowEuler
+            SamplerKind::Ddpm | SamplerKind::Ddim | SamplerKind::Pndm | SamplerKind::EulerAncestral | SamplerKind::Lcm | SamplerKind::FlowEuler
         );
         if spaced && no_sigma_spacing {
             return Err(Error::InvalidArgument(format!(
@@ -253,6 +259,7 @@ impl SamplerSpec {
         Ok(match self.kind {
             SamplerKind::Ddpm => Box::new(Ddpm::new(&cfg, steps)?),
             SamplerKind::Ddim => Box::new(Ddim::new(&cfg, steps)?),
+            SamplerKind::Pndm => Box::new(Pndm::new(&cfg, steps)?),
             SamplerKind::Euler => Box::new(Euler::new(&cfg, steps)?),
             SamplerKind::EulerAncestral => Box::new(EulerAncestral::new(&cfg, steps)?),
             SamplerKind::Heun => Box::new(Heun::new(&cfg, steps)?),
@@ -271,6 +278,12 @@ impl SamplerSpec {
 pub trait Denoiser {
     /// One model evaluation.
     fn denoise(&mut self, sample: &Tensor, timestep: f64) -> Result<Tensor>;
+
+    /// Called with the sample after each step (at `step_index`), returning the sample to
+    /// continue from: 4-channel inpainting re-imposes the known region here ([`inpaint_blend`]).
+    fn after_step(&mut self, _scheduler: &dyn Scheduler, _step_index: usize, sample: Tensor) -> Result<Tensor> {
+        Ok(sample)
+    }
 }
 
 impl<F: FnMut(&Tensor, f64) -> Result<Tensor>> Denoiser for F {
@@ -299,6 +312,7 @@ pub fn sample(
         let input = scheduler.scale_model_input(&x, i)?;
         let output = denoiser.denoise(&input, t)?;
         x = scheduler.step(&output, i, &x, noise)?;
+        x = denoiser.after_step(scheduler, i, x)?;
         reporter.step(i + 1 - start_index, Some(&x))?;
     }
     Ok(x)

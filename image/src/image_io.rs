@@ -1,0 +1,55 @@
+//! Pixels in and out of the pipelines, as diffusers' `VaeImageProcessor` does it: images
+//! to `[1, 3, H, W]` in [-1, 1] (Lanczos-resized to the target size), masks to a binary
+//! `[1, 1, H, W]` (grayscale, >= 0.5 is "repaint"), decoder output to 8-bit RGB.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use image::{DynamicImage, RgbImage, imageops::FilterType};
+
+use crate::error::{Error, Result};
+
+/// Opens an image file with a clear error.
+pub fn open(path: &Path) -> Result<DynamicImage> {
+    image::open(path).map_err(|e| Error::Image(format!("{}: {e}", path.display())))
+}
+
+fn resized(img: &DynamicImage, width: usize, height: usize) -> DynamicImage {
+    if img.width() as usize == width && img.height() as usize == height {
+        img.clone()
+    } else {
+        img.resize_exact(width as u32, height as u32, FilterType::Lanczos3)
+    }
+}
+
+/// An RGB image as `[1, 3, height, width]` in [-1, 1].
+pub fn image_to_tensor(img: &DynamicImage, width: usize, height: usize, device: &Device) -> Result<Tensor> {
+    let rgb = resized(img, width, height).to_rgb8();
+    let data: Vec<f32> = rgb.into_raw().into_iter().map(|v| v as f32 / 255.0 * 2.0 - 1.0).collect();
+    Ok(Tensor::from_vec(data, (height, width, 3), &Device::Cpu)?.permute((2, 0, 1))?.unsqueeze(0)?.to_device(device)?)
+}
+
+/// A mask as `[1, 1, height, width]` of 0 (keep) and 1 (repaint); white means repaint.
+pub fn mask_to_tensor(img: &DynamicImage, width: usize, height: usize, device: &Device) -> Result<Tensor> {
+    let gray = resized(&DynamicImage::ImageLuma8(img.to_luma8()), width, height).to_luma8();
+    let data: Vec<f32> = gray.into_raw().into_iter().map(|v| if v as f32 / 255.0 >= 0.5 { 1.0 } else { 0.0 }).collect();
+    Ok(Tensor::from_vec(data, (1, 1, height, width), device)?)
+}
+
+/// Decoder output `[b, 3, h, w]` (about [-1, 1]) -> values in [0, 1] as `[b, h, w, 3]` f32.
+pub fn to_unit_hwc(decoded: &Tensor) -> Result<Tensor> {
+    Ok(decoded.to_dtype(DType::F32)?.affine(0.5, 0.5)?.clamp(0f32, 1f32)?.permute((0, 2, 3, 1))?.contiguous()?)
+}
+
+/// `[b, h, w, 3]` values in [0, 1] -> 8-bit images (rounded, as diffusers' `numpy_to_pil`).
+pub fn to_rgb_images(unit_hwc: &Tensor) -> Result<Vec<RgbImage>> {
+    let (b, h, w, _) = unit_hwc.dims4()?;
+    let values = unit_hwc.flatten_all()?.to_vec1::<f32>()?;
+    let per = h * w * 3;
+    (0..b)
+        .map(|i| {
+            let px: Vec<u8> = values[i * per..(i + 1) * per].iter().map(|v| (v * 255.0).round() as u8).collect();
+            RgbImage::from_raw(w as u32, h as u32, px).ok_or_else(|| Error::Image("image buffer size mismatch".into()))
+        })
+        .collect()
+}

@@ -1,0 +1,230 @@
+//! Attention blocks (diffusers' `attention_processor.py`, `attention.py`,
+//! `transformer_2d.py`): multi-head self / cross attention on the fused CPU kernel, the
+//! `BasicTransformerBlock` (self-attention, cross-attention, GEGLU feed-forward), the
+//! `Transformer2DModel` that wraps blocks between a GroupNorm and two projections, and the
+//! VAE's single-head spatial self-attention.
+
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::{GroupNorm, LayerNorm, Linear, VarBuilder};
+
+/// diffusers' `Attention` with the default processor: `to_q`, `to_k`, `to_v` (no bias in
+/// the UNet), `to_out.0`. Keys and values come from the context when one is given.
+#[derive(Debug)]
+pub struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// `context_dim` is the cross-attention width (`None` for self-attention);
+    /// `qkv_bias` is true in the VAE.
+    pub fn new(vb: VarBuilder, dim: usize, context_dim: Option<usize>, heads: usize, head_dim: usize, qkv_bias: bool) -> Result<Self> {
+        let inner = heads * head_dim;
+        let kv_dim = context_dim.unwrap_or(dim);
+        let lin = |i, o, name: &str| if qkv_bias { candle_nn::linear(i, o, vb.pp(name)) } else { candle_nn::linear_no_bias(i, o, vb.pp(name)) };
+        Ok(Self {
+            to_q: lin(dim, inner, "to_q")?,
+            to_k: lin(kv_dim, inner, "to_k")?,
+            to_v: lin(kv_dim, inner, "to_v")?,
+            to_out: candle_nn::linear(inner, dim, vb.pp("to_out.0"))?,
+            heads,
+            head_dim,
+        })
+    }
+
+    /// Loads a VAE attention block written with the pre-0.14 diffusers names
+    /// (`query`, `key`, `value`, `proj_attn`), which older hub VAEs still use.
+    pub fn new_legacy_vae(vb: VarBuilder, dim: usize) -> Result<Self> {
+        Ok(Self {
+            to_q: candle_nn::linear(dim, dim, vb.pp("query"))?,
+            to_k: candle_nn::linear(dim, dim, vb.pp("key"))?,
+            to_v: candle_nn::linear(dim, dim, vb.pp("value"))?,
+            to_out: candle_nn::linear(dim, dim, vb.pp("proj_attn"))?,
+            heads: 1,
+            head_dim: dim,
+        })
+    }
+
+    /// `xs` `[b, n, dim]`, `context` `[b, m, context_dim]` -> `[b, n, dim]`.
+    pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        let (b, n, _) = xs.dims3()?;
+        let ctx = context.unwrap_or(xs);
+        let m = ctx.dim(1)?;
+        let split = |t: Tensor, len: usize| t.reshape((b, len, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let q = split(self.to_q.forward(xs)?, n)?;
+        let k = split(self.to_k.forward(ctx)?, m)?;
+        let v = split(self.to_v.forward(ctx)?, m)?;
+        let scale = 1.0 / (self.head_dim as f32).sqrt();
+        let out = stipple_kernels::attention::attention(&q, &k, &v, None, scale)?;
+        self.to_out.forward(&out)
+    }
+}
+
+/// GEGLU feed-forward: `net.2(h * gelu(g))` with `[h, g] = net.0.proj(x)`.
+#[derive(Debug)]
+struct FeedForward {
+    proj_in: Linear,
+    proj_out: Linear,
+}
+
+impl FeedForward {
+    fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
+        let inner = 4 * dim;
+        Ok(Self {
+            proj_in: candle_nn::linear(dim, 2 * inner, vb.pp("net.0.proj"))?,
+            proj_out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let hg = self.proj_in.forward(xs)?;
+        let half = hg.dim(D::Minus1)? / 2;
+        let h = hg.narrow(D::Minus1, 0, half)?;
+        let g = hg.narrow(D::Minus1, half, half)?.gelu_erf()?;
+        self.proj_out.forward(&(h * g)?)
+    }
+}
+
+/// `BasicTransformerBlock`: pre-norm self-attention, cross-attention and feed-forward, each residual.
+#[derive(Debug)]
+struct BasicTransformerBlock {
+    norm1: LayerNorm,
+    attn1: Attention,
+    norm2: LayerNorm,
+    attn2: Attention,
+    norm3: LayerNorm,
+    ff: FeedForward,
+}
+
+impl BasicTransformerBlock {
+    fn new(vb: VarBuilder, dim: usize, heads: usize, head_dim: usize, context_dim: usize) -> Result<Self> {
+        Ok(Self {
+            norm1: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm1"))?,
+            attn1: Attention::new(vb.pp("attn1"), dim, None, heads, head_dim, false)?,
+            norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
+            attn2: Attention::new(vb.pp("attn2"), dim, Some(context_dim), heads, head_dim, false)?,
+            norm3: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm3"))?,
+            ff: FeedForward::new(vb.pp("ff"), dim)?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let xs = (self.attn1.forward(&self.norm1.forward(xs)?, None)? + xs)?;
+        let xs = (self.attn2.forward(&self.norm2.forward(&xs)?, Some(context))? + &xs)?;
+        self.ff.forward(&self.norm3.forward(&xs)?)? + xs
+    }
+}
+
+/// The input / output projection of a `Transformer2DModel`: a 1x1 convolution (SD 1.x)
+/// or a linear layer over flattened pixels (`use_linear_projection`, SD 2.x and SDXL).
+#[derive(Debug)]
+enum Projection {
+    Conv(candle_nn::Conv2d),
+    Linear(Linear),
+}
+
+impl Projection {
+    fn new(vb: VarBuilder, c_in: usize, c_out: usize, linear: bool) -> Result<Self> {
+        Ok(if linear {
+            Projection::Linear(candle_nn::linear(c_in, c_out, vb)?)
+        } else {
+            Projection::Conv(super::resnet::conv2d(vb, c_in, c_out, 1, 0, 1)?)
+        })
+    }
+}
+
+/// `Transformer2DModel` for continuous inputs: GroupNorm, projection in, `depth`
+/// transformer blocks over the `h*w` pixels, projection out, residual.
+#[derive(Debug)]
+pub struct Transformer2D {
+    norm: GroupNorm,
+    proj_in: Projection,
+    blocks: Vec<BasicTransformerBlock>,
+    proj_out: Projection,
+}
+
+/// The shape of one `Transformer2DModel`.
+#[derive(Clone, Copy, Debug)]
+pub struct Transformer2DConfig {
+    /// Channels in and out.
+    pub channels: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Transformer blocks.
+    pub depth: usize,
+    /// Width of the text context.
+    pub context_dim: usize,
+    /// GroupNorm groups.
+    pub groups: usize,
+    /// Linear (not 1x1 conv) projections.
+    pub linear_projection: bool,
+}
+
+impl Transformer2D {
+    /// Loads `norm`, `proj_in`, `transformer_blocks.*`, `proj_out` under `vb`.
+    pub fn new(vb: VarBuilder, c: Transformer2DConfig) -> Result<Self> {
+        if c.heads == 0 || c.channels % c.heads != 0 {
+            candle_core::bail!("{} channels cannot be split into {} attention heads", c.channels, c.heads);
+        }
+        let head_dim = c.channels / c.heads;
+        let norm = candle_nn::group_norm(c.groups, c.channels, 1e-6, vb.pp("norm"))?;
+        let proj_in = Projection::new(vb.pp("proj_in"), c.channels, c.channels, c.linear_projection)?;
+        let blocks = (0..c.depth)
+            .map(|i| BasicTransformerBlock::new(vb.pp(format!("transformer_blocks.{i}")), c.channels, c.heads, head_dim, c.context_dim))
+            .collect::<Result<Vec<_>>>()?;
+        let proj_out = Projection::new(vb.pp("proj_out"), c.channels, c.channels, c.linear_projection)?;
+        Ok(Self { norm, proj_in, blocks, proj_out })
+    }
+
+    /// `xs` `[b, c, h, w]`, `context` `[b, m, context_dim]`.
+    pub fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        let normed = self.norm.forward(xs)?;
+        let to_tokens = |t: &Tensor| t.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous();
+        let mut tokens = match &self.proj_in {
+            Projection::Conv(conv) => to_tokens(&conv.forward(&normed)?)?,
+            Projection::Linear(lin) => lin.forward(&to_tokens(&normed)?)?,
+        };
+        for block in &self.blocks {
+            tokens = block.forward(&tokens, context)?;
+        }
+        let to_image = |t: &Tensor| t.transpose(1, 2)?.reshape((b, c, h, w));
+        let out = match &self.proj_out {
+            Projection::Conv(conv) => conv.forward(&to_image(&tokens)?.contiguous()?)?,
+            Projection::Linear(lin) => to_image(&lin.forward(&tokens)?)?,
+        };
+        out + xs
+    }
+}
+
+/// The VAE's mid-block attention: GroupNorm, one-head self-attention over pixels, residual.
+#[derive(Debug)]
+pub struct SpatialSelfAttention {
+    group_norm: GroupNorm,
+    attn: Attention,
+}
+
+impl SpatialSelfAttention {
+    /// Reads either the current (`to_q`...) or the legacy (`query`...) weight names.
+    pub fn new(vb: VarBuilder, channels: usize, groups: usize, eps: f64) -> Result<Self> {
+        let group_norm = candle_nn::group_norm(groups, channels, eps, vb.pp("group_norm"))?;
+        let attn = if vb.contains_tensor("to_q.weight") {
+            Attention::new(vb.clone(), channels, None, 1, channels, true)?
+        } else {
+            Attention::new_legacy_vae(vb.clone(), channels)?
+        };
+        Ok(Self { group_norm, attn })
+    }
+
+    /// `xs` `[b, c, h, w]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        let tokens = self.group_norm.forward(xs)?.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
+        let out = self.attn.forward(&tokens, None)?;
+        out.transpose(1, 2)?.reshape((b, c, h, w))? + xs
+    }
+}

@@ -1,0 +1,113 @@
+//! Convolutional building blocks shared by the UNet and the VAE (diffusers' `resnet.py`,
+//! `downsampling.py`, `upsampling.py`): the residual block with an optional timestep
+//! projection, and the stride-2 / nearest-2x resamplers.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+
+/// A `k`x`k` convolution with the given padding and stride.
+pub fn conv2d(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usize, stride: usize) -> Result<Conv2d> {
+    candle_nn::conv2d(c_in, c_out, k, Conv2dConfig { padding, stride, ..Default::default() }, vb)
+}
+
+/// `ResnetBlock2D`: GroupNorm, SiLU, conv, (+ projected time embedding), GroupNorm, SiLU,
+/// conv, plus a 1x1 shortcut when the channel count changes.
+#[derive(Debug)]
+pub struct ResnetBlock2D {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    time_emb_proj: Option<Linear>,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    conv_shortcut: Option<Conv2d>,
+    output_scale_factor: f64,
+}
+
+impl ResnetBlock2D {
+    /// `temb_channels` is `None` in the VAE (no timestep).
+    pub fn new(
+        vb: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        temb_channels: Option<usize>,
+        groups: usize,
+        eps: f64,
+        output_scale_factor: f64,
+    ) -> Result<Self> {
+        let norm1 = candle_nn::group_norm(groups, c_in, eps, vb.pp("norm1"))?;
+        let conv1 = conv2d(vb.pp("conv1"), c_in, c_out, 3, 1, 1)?;
+        let time_emb_proj = match temb_channels {
+            Some(t) => Some(candle_nn::linear(t, c_out, vb.pp("time_emb_proj"))?),
+            None => None,
+        };
+        let norm2 = candle_nn::group_norm(groups, c_out, eps, vb.pp("norm2"))?;
+        let conv2 = conv2d(vb.pp("conv2"), c_out, c_out, 3, 1, 1)?;
+        let conv_shortcut = if c_in != c_out { Some(conv2d(vb.pp("conv_shortcut"), c_in, c_out, 1, 0, 1)?) } else { None };
+        Ok(Self { norm1, conv1, time_emb_proj, norm2, conv2, conv_shortcut, output_scale_factor })
+    }
+
+    /// `temb` is the SiLU-activated time embedding's input (`[b, temb_channels]`).
+    pub fn forward(&self, xs: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.conv1.forward(&candle_nn::ops::silu(&self.norm1.forward(xs)?)?)?;
+        let h = match (&self.time_emb_proj, temb) {
+            (Some(proj), Some(t)) => {
+                let t = proj.forward(&candle_nn::ops::silu(t)?)?.unsqueeze(2)?.unsqueeze(3)?;
+                h.broadcast_add(&t)?
+            }
+            _ => h,
+        };
+        let h = self.conv2.forward(&candle_nn::ops::silu(&self.norm2.forward(&h)?)?)?;
+        let skip = match &self.conv_shortcut {
+            Some(c) => c.forward(xs)?,
+            None => xs.clone(),
+        };
+        let out = (skip + h)?;
+        if self.output_scale_factor == 1.0 { Ok(out) } else { out.affine(1.0 / self.output_scale_factor, 0.0) }
+    }
+}
+
+/// `Downsample2D`: a stride-2 3x3 convolution. The VAE uses padding 0 after padding the
+/// right and bottom edges by one (`pad_right_bottom`), the UNet padding 1.
+#[derive(Debug)]
+pub struct Downsample2D {
+    conv: Conv2d,
+    pad_right_bottom: bool,
+}
+
+impl Downsample2D {
+    /// Loads `conv` under `vb`.
+    pub fn new(vb: VarBuilder, channels: usize, padding: usize) -> Result<Self> {
+        Ok(Self { conv: conv2d(vb.pp("conv"), channels, channels, 3, padding, 2)?, pad_right_bottom: padding == 0 })
+    }
+
+    /// Halves the spatial size.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if self.pad_right_bottom {
+            let xs = xs.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?;
+            self.conv.forward(&xs)
+        } else {
+            self.conv.forward(xs)
+        }
+    }
+}
+
+/// `Upsample2D`: nearest-neighbour upsampling (to twice the size, or to the skip
+/// connection's size when odd sizes were halved) followed by a 3x3 convolution.
+#[derive(Debug)]
+pub struct Upsample2D {
+    conv: Conv2d,
+}
+
+impl Upsample2D {
+    /// Loads `conv` under `vb`.
+    pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+        Ok(Self { conv: conv2d(vb.pp("conv"), channels, channels, 3, 1, 1)? })
+    }
+
+    /// Upsamples to `size` (`(h, w)`), or 2x when `None`.
+    pub fn forward(&self, xs: &Tensor, size: Option<(usize, usize)>) -> Result<Tensor> {
+        let (_, _, h, w) = xs.dims4()?;
+        let (th, tw) = size.unwrap_or((2 * h, 2 * w));
+        self.conv.forward(&xs.upsample_nearest2d(th, tw)?)
+    }
+}

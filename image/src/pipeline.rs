@@ -1,0 +1,541 @@
+//! The Stable Diffusion pipelines on the shared core: txt2img, img2img and inpainting
+//! (9-channel inpainting UNets and the 4-channel blend) for SD 1.x / 2.x, SDXL, Turbo and
+//! LCM models, with the exact semantics of the diffusers pipelines (prompt encoding, CFG
+//! and guidance rescale, noise order, img2img start, mask handling, VAE scaling).
+//! Every sampler is a `stipple_core` scheduler; noise comes from a `NoiseSource`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use image::{DynamicImage, RgbImage};
+use stipple_core::config::SchedulerConfig;
+use stipple_core::guidance::Guidance;
+use stipple_core::noise::NoiseSource;
+use stipple_core::progress::{CancelToken, Progress};
+use stipple_core::samplers::{self, Denoiser, SamplerSpec, Scheduler};
+use stipple_core::timesteps::img2img_start;
+
+use crate::error::{Result, invalid, model_err, read_json};
+use crate::files::PipelineFolder;
+use crate::image_io;
+use crate::models::clip::{ClipTextConfig, ClipTextModel};
+use crate::models::embeddings::guidance_embedding;
+use crate::models::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
+use crate::models::vae::{AutoencoderKL, VaeConfig};
+use crate::tokenizer::ClipTokenizer;
+
+/// A text encoder with its tokenizer.
+struct TextStack {
+    tokenizer: ClipTokenizer,
+    encoder: ClipTextModel,
+}
+
+/// Which family of model a pipeline is, for defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// SD 1.x / 2.x (one CLIP encoder).
+    StableDiffusion,
+    /// SDXL (two encoders, size conditioning).
+    Xl,
+}
+
+/// A loaded pipeline.
+pub struct StableDiffusion {
+    text: Option<TextStack>,
+    text_2: Option<TextStack>,
+    /// The denoising network.
+    pub unet: UNet2DConditionModel,
+    /// The autoencoder.
+    pub vae: AutoencoderKL,
+    scheduler_config: SchedulerConfig,
+    scheduler_class: String,
+    force_zeros_for_empty_prompt: bool,
+    name: String,
+    turbo: bool,
+    device: Device,
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct ImageRequest {
+    /// The prompt.
+    pub prompt: String,
+    /// The negative prompt (`None`: none; SDXL then uses zero embeddings).
+    pub negative_prompt: Option<String>,
+    /// Inference steps (`None`: the model's default, see [`StableDiffusion::default_steps`]).
+    pub steps: Option<usize>,
+    /// Guidance scale (`None`: the model's default; CFG runs only above 1).
+    pub guidance: Option<f64>,
+    /// Guidance rescale phi (0 = off).
+    pub guidance_rescale: f64,
+    /// The sampler (`None`: the model's own scheduler config).
+    pub sampler: Option<SamplerSpec>,
+    /// Output width in pixels (`None`: the init image's, else the model's native size).
+    pub width: Option<usize>,
+    /// Output height in pixels.
+    pub height: Option<usize>,
+    /// Images per prompt.
+    pub batch: usize,
+    /// img2img / inpainting source image.
+    pub init_image: Option<DynamicImage>,
+    /// img2img / inpainting strength in [0, 1] (1 = start from pure noise).
+    pub strength: f64,
+    /// Inpainting mask (white = repaint).
+    pub mask: Option<DynamicImage>,
+    /// Unit-variance initial noise `[batch, 4, h/f, w/f]` (diffusers' `latents=`), used
+    /// instead of the first noise draw.
+    pub latents: Option<Tensor>,
+}
+
+impl Default for ImageRequest {
+    fn default() -> Self {
+        Self {
+            prompt: String::new(),
+            negative_prompt: None,
+            steps: None,
+            guidance: None,
+            guidance_rescale: 0.0,
+            sampler: None,
+            width: None,
+            height: None,
+            batch: 1,
+            init_image: None,
+            strength: 0.8,
+            mask: None,
+            latents: None,
+        }
+    }
+}
+
+/// What a generation produced.
+#[derive(Debug)]
+pub struct ImageOutput {
+    /// The images, `batch` of them.
+    pub images: Vec<RgbImage>,
+    /// The same as `[b, h, w, 3]` floats in [0, 1] (before 8-bit rounding).
+    pub pixels: Tensor,
+    /// The sampler that ran.
+    pub sampler: String,
+    /// The steps asked for.
+    pub steps: usize,
+    /// The model calls made (steps actually run, times the sampler's order; img2img runs fewer).
+    pub denoise_steps: usize,
+    /// The guidance scale used.
+    pub guidance: f64,
+    /// Output size.
+    pub width: usize,
+    /// Output size.
+    pub height: usize,
+    /// Seconds spent in the denoising loop.
+    pub denoise_seconds: f64,
+    /// Seconds for the whole call.
+    pub total_seconds: f64,
+}
+
+fn load_vb(paths: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+    // Safety: the files are memory-mapped read-only; stipple never writes them while loaded.
+    Ok(unsafe { VarBuilder::from_mmaped_safetensors(paths, dtype, device)? })
+}
+
+fn config_value(path: &Path) -> Result<serde_json::Value> {
+    read_json(path)
+}
+
+impl StableDiffusion {
+    /// Loads a diffusers pipeline folder. `dtype` is the weights' compute type (f32 or f16
+    /// on CPU; f16 / bf16 on CUDA).
+    pub fn load(root: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        if device.is_cpu() && dtype == DType::BF16 {
+            return Err(invalid("bf16 convolutions are not supported on the CPU; use f32 or f16"));
+        }
+        let folder = PipelineFolder::open(root)?;
+        let text = if folder.index.has("text_encoder") { Some(Self::text_stack(&folder, "", device, dtype)?) } else { None };
+        let text_2 = if folder.index.has("text_encoder_2") { Some(Self::text_stack(&folder, "_2", device, dtype)?) } else { None };
+        if text.is_none() && text_2.is_none() {
+            return Err(model_err(format!("{}: the pipeline has no text encoder", root.display())));
+        }
+        let unet_cfg: UNetConfig = serde_json::from_value(config_value(&folder.config("unet")?)?)
+            .map_err(|e| model_err(format!("{}/unet/config.json: {e}", root.display())))?;
+        let unet = UNet2DConditionModel::new(&unet_cfg, load_vb(&folder.weights("unet")?, dtype, device)?)
+            .map_err(|e| model_err(format!("{}/unet: {e}", root.display())))?;
+        let vae_cfg: VaeConfig = serde_json::from_value(config_value(&folder.config("vae")?)?)
+            .map_err(|e| model_err(format!("{}/vae/config.json: {e}", root.display())))?;
+        let vae = AutoencoderKL::new(&vae_cfg, load_vb(&folder.weights("vae")?, dtype, device)?)
+            .map_err(|e| model_err(format!("{}/vae: {e}", root.display())))?;
+        let scheduler_path = folder.config("scheduler")?;
+        let scheduler_config = SchedulerConfig::from_file(&scheduler_path)?;
+        let scheduler_class = scheduler_config.class_name.clone().unwrap_or_else(|| "EulerDiscreteScheduler".into());
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let turbo = name.to_ascii_lowercase().contains("turbo")
+            || folder.index.name_or_path.as_deref().is_some_and(|n| n.to_ascii_lowercase().contains("turbo"));
+        Ok(Self {
+            text,
+            text_2,
+            unet,
+            vae,
+            scheduler_config,
+            scheduler_class,
+            force_zeros_for_empty_prompt: folder.index.force_zeros_for_empty_prompt.unwrap_or(false),
+            name,
+            turbo,
+            device: device.clone(),
+        })
+    }
+
+    fn text_stack(folder: &PipelineFolder, suffix: &str, device: &Device, dtype: DType) -> Result<TextStack> {
+        let enc = format!("text_encoder{suffix}");
+        let tokenizer = ClipTokenizer::from_dir(&folder.component(&format!("tokenizer{suffix}"))?)?;
+        let cfg = ClipTextConfig::from_value(config_value(&folder.config(&enc)?)?)
+            .map_err(|e| model_err(format!("{}/{enc}/config.json: {e}", folder.root.display())))?;
+        let encoder = ClipTextModel::new(&cfg, load_vb(&folder.weights(&enc)?, dtype, device)?)
+            .map_err(|e| model_err(format!("{}/{enc}: {e}", folder.root.display())))?;
+        Ok(TextStack { tokenizer, encoder })
+    }
+
+    /// SD 1.x/2.x or SDXL.
+    pub fn kind(&self) -> ModelKind {
+        if self.unet.config.has_text_time() { ModelKind::Xl } else { ModelKind::StableDiffusion }
+    }
+
+    /// The folder name (used in metadata).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the UNet is LCM-distilled (guidance goes in as an embedding, no CFG).
+    pub fn is_lcm(&self) -> bool {
+        self.unet.config.time_cond_proj_dim.is_some()
+    }
+
+    /// Whether this is a Turbo (adversarially distilled, 1-step) model: its folder or
+    /// recorded hub name says `turbo`.
+    pub fn is_turbo(&self) -> bool {
+        self.turbo
+    }
+
+    /// Default steps: 1 for Turbo models, 4 for LCM, else 30.
+    pub fn default_steps(&self) -> usize {
+        if self.turbo {
+            1
+        } else if self.is_lcm() || self.scheduler_class == "LCMScheduler" {
+            4
+        } else {
+            30
+        }
+    }
+
+    /// Default guidance: 0 (off) for Turbo and LCM-scheduler models, 8.5 for LCM-distilled
+    /// UNets (whose guidance is an embedding, diffusers' default), else 7.5.
+    pub fn default_guidance(&self) -> f64 {
+        if self.turbo {
+            0.0
+        } else if self.is_lcm() {
+            8.5
+        } else if self.scheduler_class == "LCMScheduler" {
+            0.0
+        } else {
+            7.5
+        }
+    }
+
+    /// The model's own sampler (from `scheduler_config.json`).
+    pub fn default_sampler(&self) -> Result<SamplerSpec> {
+        Ok(SamplerSpec::for_class(&self.scheduler_class, &self.scheduler_config)?)
+    }
+
+    /// Pixels per latent pixel.
+    pub fn vae_factor(&self) -> usize {
+        self.vae.config.spatial_factor()
+    }
+
+    /// The model's native output size.
+    pub fn native_size(&self) -> usize {
+        self.unet.config.sample_size.unwrap_or(64) * self.vae_factor()
+    }
+
+    /// The device the pipeline runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Text context (and SDXL's pooled embedding) for one prompt, repeated `batch` times.
+    fn encode_prompt(&self, prompt: &str, batch: usize) -> Result<(Tensor, Option<Tensor>)> {
+        let one = match (&self.text, &self.text_2, self.kind()) {
+            (Some(t), None, ModelKind::StableDiffusion) | (Some(t), Some(_), ModelKind::StableDiffusion) => {
+                let ids = t.tokenizer.encode(prompt)?;
+                (t.encoder.forward(&[ids], &self.device)?.last_hidden, None)
+            }
+            (_, _, ModelKind::Xl) => {
+                let mut parts = Vec::new();
+                let mut pooled = None;
+                for t in [&self.text, &self.text_2].into_iter().flatten() {
+                    let ids = t.tokenizer.encode(prompt)?;
+                    let out = t.encoder.forward(&[ids], &self.device)?;
+                    parts.push(out.penultimate);
+                    pooled = Some(out.pooled);
+                }
+                (Tensor::cat(&parts, 2)?, pooled)
+            }
+            (None, _, ModelKind::StableDiffusion) => return Err(model_err("SD 1.x/2.x pipelines need text_encoder/")),
+        };
+        let rep = |t: Tensor| -> Result<Tensor> {
+            let mut shape = vec![batch];
+            shape.extend(&t.dims()[1..]);
+            Ok(t.broadcast_as(shape)?.contiguous()?)
+        };
+        Ok((rep(one.0)?, one.1.map(rep).transpose()?))
+    }
+
+    /// Generates images. `noise` supplies every random draw in diffusers' order (initial
+    /// noise, VAE posterior samples, ancestral noise); `progress` receives the latents after
+    /// each step; `cancel` stops the run between steps.
+    pub fn generate(
+        &self,
+        req: &ImageRequest,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn Progress<Tensor>,
+        cancel: &CancelToken,
+    ) -> Result<ImageOutput> {
+        let started = Instant::now();
+        let dev = &self.device;
+        let f = self.vae_factor();
+        if req.batch == 0 {
+            return Err(invalid("the batch size must be at least 1"));
+        }
+        if req.mask.is_some() && req.init_image.is_none() {
+            return Err(invalid("inpainting needs an init image as well as a mask"));
+        }
+        let (width, height) = self.output_size(req)?;
+        let steps = req.steps.unwrap_or_else(|| self.default_steps());
+        let guidance_scale = req.guidance.unwrap_or_else(|| self.default_guidance());
+        if !guidance_scale.is_finite() || guidance_scale < 0.0 {
+            return Err(invalid(format!("guidance must be a finite number >= 0, got {guidance_scale}")));
+        }
+        if !(0.0..=1.0).contains(&req.guidance_rescale) {
+            return Err(invalid(format!("guidance rescale must be in [0, 1], got {}", req.guidance_rescale)));
+        }
+        let spec = match req.sampler {
+            Some(s) => s,
+            None => self.default_sampler()?,
+        };
+        let mut scheduler = spec.build(&self.scheduler_config, steps, None)?;
+        let lcm = self.is_lcm();
+        let guidance = Guidance { scale: guidance_scale, rescale: req.guidance_rescale };
+        let cfg = guidance.is_active() && !lcm;
+        let b = req.batch;
+        let nine = self.unet.config.in_channels == 9;
+        if nine && req.mask.is_none() {
+            return Err(invalid("this is an inpainting model (9-channel UNet): give --init-image and --mask"));
+        }
+        if !nine && self.unet.config.in_channels != 4 {
+            return Err(model_err(format!("UNets with {} input channels are not supported", self.unet.config.in_channels)));
+        }
+
+        // Text conditioning, [uncond; cond] when guided.
+        let (cond, pooled) = self.encode_prompt(&req.prompt, b)?;
+        let (context, text_embeds) = if cfg {
+            let zero_negative = self.kind() == ModelKind::Xl && req.negative_prompt.is_none() && self.force_zeros_for_empty_prompt;
+            let (neg, neg_pooled) = if zero_negative {
+                (cond.zeros_like()?, pooled.as_ref().map(|p| p.zeros_like()).transpose()?)
+            } else {
+                self.encode_prompt(req.negative_prompt.as_deref().unwrap_or(""), b)?
+            };
+            let pooled = match (neg_pooled, pooled) {
+                (Some(n), Some(p)) => Some(Tensor::cat(&[n, p], 0)?),
+                _ => None,
+            };
+            (Tensor::cat(&[neg, cond], 0)?, pooled)
+        } else {
+            (cond, pooled)
+        };
+        let rows = if cfg { 2 * b } else { b };
+        let time_ids = vec![[height as f64, width as f64, 0.0, 0.0, height as f64, width as f64]; rows];
+        let timestep_cond = if lcm {
+            let dim = self.unet.config.time_cond_proj_dim.unwrap_or(0);
+            Some(guidance_embedding(guidance_scale - 1.0, b, dim, dev, self.unet.dtype())?)
+        } else {
+            None
+        };
+
+        // Initial latents, in diffusers' order of random draws.
+        let lat_shape = (b, 4usize, height / f, width / f);
+        let init = match &req.init_image {
+            Some(img) => Some(image_io::image_to_tensor(img, width, height, dev)?),
+            None => None,
+        };
+        let mut start = 0;
+        let mut first_noise = req.latents.clone();
+        let mut draw = |noise: &mut dyn NoiseSource, like: &Tensor| -> Result<Tensor> {
+            match first_noise.take() {
+                Some(l) => {
+                    if l.dims() != like.dims() {
+                        return Err(invalid(format!("--latents has shape {:?}, expected {:?}", l.dims(), like.dims())));
+                    }
+                    Ok(l.to_dtype(DType::F32)?.to_device(dev)?)
+                }
+                None => Ok(noise.randn_like(like)?),
+            }
+        };
+        let template = Tensor::zeros(lat_shape, DType::F32, dev)?;
+        let strength = if init.is_some() { req.strength } else { 1.0 };
+        let strength_max = strength >= 1.0;
+        let mut blend = None;
+        let mut extra = None;
+        let latents = match (&init, &req.mask) {
+            (None, _) => (draw(noise, &template)? * scheduler.init_noise_sigma())?,
+            (Some(image), None) => {
+                start = img2img_start(steps, strength, scheduler.order())?;
+                self.check_start(start, scheduler.as_ref())?;
+                let image_latents = self.encode_image(image, b, noise)?;
+                let eps = draw(noise, &template)?;
+                scheduler.add_noise(&image_latents, &eps, start)?
+            }
+            (Some(image), Some(mask_img)) => {
+                start = img2img_start(steps, strength, scheduler.order())?;
+                self.check_start(start, scheduler.as_ref())?;
+                let mask = image_io::mask_to_tensor(mask_img, width, height, dev)?;
+                // diffusers' prepare_latents: the image is encoded when the blend needs it or
+                // when denoising does not start from pure noise.
+                let image_latents = if !nine || !strength_max { Some(self.encode_image(image, b, noise)?) } else { None };
+                let eps = draw(noise, &template)?;
+                let latents = match (&image_latents, strength_max) {
+                    (Some(il), false) => scheduler.add_noise(il, &eps, start)?,
+                    _ => (&eps * scheduler.init_noise_sigma())?,
+                };
+                // prepare_mask_latents: the masked image is always encoded (one more draw).
+                let keep = mask.affine(-1.0, 1.0)?;
+                let masked = image.broadcast_mul(&keep)?;
+                let masked_latents = self.encode_image(&masked, b, noise)?;
+                let small_mask = mask.upsample_nearest2d(height / f, width / f)?.broadcast_as((b, 1, height / f, width / f))?.contiguous()?;
+                if nine {
+                    let e = Tensor::cat(&[&small_mask, &masked_latents], 1)?;
+                    extra = Some(if cfg { Tensor::cat(&[&e, &e], 0)? } else { e });
+                } else if let Some(il) = image_latents {
+                    blend = Some(Blend { original: il, noise: eps, mask: small_mask });
+                }
+                latents
+            }
+        };
+
+        let mut denoiser = UNetDenoiser {
+            unet: &self.unet,
+            context,
+            text_embeds,
+            time_ids,
+            timestep_cond,
+            guidance,
+            cfg,
+            extra,
+            blend,
+        };
+        let loop_start = Instant::now();
+        let latents = samplers::sample(scheduler.as_mut(), latents, start, &mut denoiser, noise, progress, cancel)?;
+        let denoise_seconds = loop_start.elapsed().as_secs_f64();
+        let decoded = self.vae.decode(&self.vae.unscale_latents(&latents.to_dtype(self.unet.dtype())?)?)?;
+        let pixels = image_io::to_unit_hwc(&decoded)?;
+        let images = image_io::to_rgb_images(&pixels)?;
+        Ok(ImageOutput {
+            images,
+            pixels,
+            sampler: spec.to_string(),
+            steps,
+            denoise_steps: scheduler.timesteps().len() - start,
+            guidance: guidance_scale,
+            width,
+            height,
+            denoise_seconds,
+            total_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The output size: the request's, else the init image's (rounded down to a multiple of
+    /// 8), else the model's native size; both must be positive multiples of 8.
+    pub fn output_size(&self, req: &ImageRequest) -> Result<(usize, usize)> {
+        let (iw, ih) = match &req.init_image {
+            Some(img) => ((img.width() as usize) / 8 * 8, (img.height() as usize) / 8 * 8),
+            None => (self.native_size(), self.native_size()),
+        };
+        let (w, h) = (req.width.unwrap_or(iw), req.height.unwrap_or(ih));
+        for (name, v) in [("width", w), ("height", h)] {
+            if v == 0 || v % 8 != 0 || v % self.vae_factor() != 0 {
+                return Err(invalid(format!("{name} must be a positive multiple of 8, got {v}")));
+            }
+            if v > 8192 {
+                return Err(invalid(format!("{name} {v} is larger than 8192 pixels")));
+            }
+        }
+        Ok((w, h))
+    }
+
+    fn check_start(&self, start: usize, scheduler: &dyn Scheduler) -> Result<()> {
+        if start >= scheduler.timesteps().len() {
+            return Err(invalid("the strength is too low for this number of steps: no denoising step would run"));
+        }
+        Ok(())
+    }
+
+    /// `[1, 3, H, W]` in [-1, 1] -> scaled latents sampled from the posterior (one noise
+    /// draw), repeated to the batch.
+    fn encode_image(&self, image: &Tensor, batch: usize, noise: &mut dyn NoiseSource) -> Result<Tensor> {
+        let dist = self.vae.encode(&image.to_dtype(self.unet.dtype())?)?;
+        let mean = dist.mean.to_dtype(DType::F32)?;
+        let eps = noise.randn_like(&mean)?;
+        let sample = (mean + (dist.std.to_dtype(DType::F32)? * eps)?)?;
+        let scaled = self.vae.scale_latents(&sample)?;
+        let mut shape = scaled.dims().to_vec();
+        shape[0] = batch;
+        Ok(scaled.broadcast_as(shape)?.contiguous()?)
+    }
+}
+
+/// The known region of a 4-channel inpainting run.
+struct Blend {
+    original: Tensor,
+    noise: Tensor,
+    mask: Tensor,
+}
+
+/// The UNet as the core's samplers see it: CFG, SDXL / LCM conditioning and the
+/// inpainting channels inside.
+struct UNetDenoiser<'a> {
+    unet: &'a UNet2DConditionModel,
+    context: Tensor,
+    text_embeds: Option<Tensor>,
+    time_ids: Vec<[f64; 6]>,
+    timestep_cond: Option<Tensor>,
+    guidance: Guidance,
+    cfg: bool,
+    extra: Option<Tensor>,
+    blend: Option<Blend>,
+}
+
+impl Denoiser for UNetDenoiser<'_> {
+    fn denoise(&mut self, sample: &Tensor, timestep: f64) -> stipple_core::Result<Tensor> {
+        let input = if self.cfg { Tensor::cat(&[sample, sample], 0)? } else { sample.clone() };
+        let input = match &self.extra {
+            Some(e) => Tensor::cat(&[&input, e], 1)?,
+            None => input,
+        };
+        let cond = UNetConditioning {
+            context: &self.context,
+            text_embeds: self.text_embeds.as_ref(),
+            time_ids: self.text_embeds.as_ref().map(|_| self.time_ids.as_slice()),
+            timestep_cond: self.timestep_cond.as_ref(),
+        };
+        let out = self.unet.forward(&input.to_dtype(self.unet.dtype())?, timestep, &cond)?.to_dtype(DType::F32)?;
+        if !self.cfg {
+            return Ok(out);
+        }
+        let b = sample.dim(0)?;
+        self.guidance.combine(&out.narrow(0, b, b)?, &out.narrow(0, 0, b)?)
+    }
+
+    fn after_step(&mut self, scheduler: &dyn Scheduler, step_index: usize, sample: Tensor) -> stipple_core::Result<Tensor> {
+        match &self.blend {
+            Some(bl) => samplers::inpaint_blend(scheduler, &sample, &bl.original, &bl.noise, &bl.mask, step_index),
+            None => Ok(sample),
+        }
+    }
+}
