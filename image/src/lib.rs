@@ -11,8 +11,10 @@
 pub mod error;
 pub mod files;
 pub mod image_io;
+pub mod metadata;
 pub mod models;
 pub mod pipeline;
+pub mod preview;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

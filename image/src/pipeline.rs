@@ -22,6 +22,7 @@ use crate::files::PipelineFolder;
 use crate::image_io;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::embeddings::guidance_embedding;
+use crate::models::taesd::TaesdDecoder;
 use crate::models::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
 use crate::models::vae::{AutoencoderKL, VaeConfig};
 use crate::tokenizer::ClipTokenizer;
@@ -49,6 +50,9 @@ pub struct StableDiffusion {
     pub unet: UNet2DConditionModel,
     /// The autoencoder.
     pub vae: AutoencoderKL,
+    /// When set, the final images are decoded with TAESD instead of the VAE (much faster,
+    /// slightly softer).
+    pub fast_decoder: Option<TaesdDecoder>,
     scheduler_config: SchedulerConfig,
     scheduler_class: String,
     force_zeros_for_empty_prompt: bool,
@@ -175,6 +179,7 @@ impl StableDiffusion {
             text_2,
             unet,
             vae,
+            fast_decoder: None,
             scheduler_config,
             scheduler_class,
             force_zeros_for_empty_prompt: folder.index.force_zeros_for_empty_prompt.unwrap_or(false),
@@ -387,14 +392,14 @@ impl StableDiffusion {
             (None, _) => (draw(noise, &template)? * scheduler.init_noise_sigma())?,
             (Some(image), None) => {
                 start = img2img_start(steps, strength, scheduler.order())?;
-                self.check_start(start, scheduler.as_ref())?;
+                self.check_start(steps, strength, start, scheduler.as_ref())?;
                 let image_latents = self.encode_image(image, b, noise)?;
                 let eps = draw(noise, &template)?;
                 scheduler.add_noise(&image_latents, &eps, start)?
             }
             (Some(image), Some(mask_img)) => {
                 start = img2img_start(steps, strength, scheduler.order())?;
-                self.check_start(start, scheduler.as_ref())?;
+                self.check_start(steps, strength, start, scheduler.as_ref())?;
                 let mask = image_io::mask_to_tensor(mask_img, width, height, dev)?;
                 // diffusers' prepare_latents: the image is encoded when the blend needs it or
                 // when denoising does not start from pure noise.
@@ -433,7 +438,10 @@ impl StableDiffusion {
         let loop_start = Instant::now();
         let latents = samplers::sample(scheduler.as_mut(), latents, start, &mut denoiser, noise, progress, cancel)?;
         let denoise_seconds = loop_start.elapsed().as_secs_f64();
-        let decoded = self.vae.decode(&self.vae.unscale_latents(&latents.to_dtype(self.unet.dtype())?)?)?;
+        let decoded = match &self.fast_decoder {
+            Some(taesd) => taesd.decode(&latents.to_dtype(self.unet.dtype())?)?,
+            None => self.vae.decode(&self.vae.unscale_latents(&latents.to_dtype(self.unet.dtype())?)?)?,
+        };
         let pixels = image_io::to_unit_hwc(&decoded)?;
         let images = image_io::to_rgb_images(&pixels)?;
         Ok(ImageOutput {
@@ -469,8 +477,9 @@ impl StableDiffusion {
         Ok((w, h))
     }
 
-    fn check_start(&self, start: usize, scheduler: &dyn Scheduler) -> Result<()> {
-        if start >= scheduler.timesteps().len() {
+    /// diffusers runs `int(steps * strength)` steps of img2img: none is an error here.
+    fn check_start(&self, steps: usize, strength: f64, start: usize, scheduler: &dyn Scheduler) -> Result<()> {
+        if (steps as f64 * strength) as usize == 0 || start >= scheduler.timesteps().len() {
             return Err(invalid("the strength is too low for this number of steps: no denoising step would run"));
         }
         Ok(())

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod device;
+pub mod image;
 pub mod infill;
 pub mod progress;
 pub mod text;

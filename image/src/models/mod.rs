@@ -5,5 +5,6 @@ pub mod attention;
 pub mod clip;
 pub mod embeddings;
 pub mod resnet;
+pub mod taesd;
 pub mod unet;
 pub mod vae;

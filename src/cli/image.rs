@@ -1,0 +1,299 @@
+//! `stipple image`: txt2img, img2img and inpainting with Stable Diffusion-family models,
+//! PNG output with A1111-compatible metadata, live previews and a progress bar.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use candle_core::Tensor;
+use clap::Args;
+use serde_json::json;
+use stipple_core::noise::PortableRng;
+use stipple_core::progress::{CancelToken, Progress, StepEvent};
+use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec, SigmaSpacing};
+use stipple_image::metadata::{GenerationInfo, write_png};
+use stipple_image::models::taesd::TaesdDecoder;
+use stipple_image::preview::Previewer;
+use stipple_image::{ImageRequest, StableDiffusion, image_io};
+
+use super::Global;
+use super::progress::BarProgress;
+
+/// `stipple image` arguments.
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// The prompt (or give it with --prompt).
+    #[arg(value_name = "PROMPT", conflicts_with = "prompt")]
+    pub prompt_arg: Option<String>,
+    /// Model: a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The prompt.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// What to steer away from.
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Denoising steps (default: 30; 1 for Turbo models, 4 for LCM).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale; guidance runs above 1 (default: 7.5; 0 for Turbo, 8.5 embedded for LCM).
+    #[arg(long)]
+    pub guidance: Option<f64>,
+    /// Guidance rescale phi in [0, 1] (fixes over-exposure of v-prediction / zero-SNR models).
+    #[arg(long, default_value_t = 0.0)]
+    pub guidance_rescale: f64,
+    /// Sampler (default: the model's scheduler_config.json).
+    #[arg(long, help = format!("Sampler (default: the model's own): {}", SAMPLER_NAMES.join(", ")))]
+    pub scheduler: Option<String>,
+    /// Sigma spacing override for Euler / Heun / DPM++ / UniPC: karras or exponential.
+    #[arg(long)]
+    pub sigmas: Option<SigmaSpacing>,
+    /// Width in pixels, a multiple of 8 (default: the init image's, else the model's native size).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Height in pixels, a multiple of 8.
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// Images per run (denoised together).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Runs, each with the next seed.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// Initial noise as a .npy array [batch, 4, height/8, width/8] of unit normals (diffusers' `latents=`).
+    #[arg(long)]
+    pub latents: Option<PathBuf>,
+    /// Source image for img2img or inpainting.
+    #[arg(long)]
+    pub init_image: Option<PathBuf>,
+    /// How much of the init image to repaint, 0..1 (1: start from pure noise).
+    #[arg(long, default_value_t = 0.8)]
+    pub strength: f64,
+    /// Inpainting mask (white: repaint, black: keep); needs --init-image.
+    #[arg(long, requires = "init_image")]
+    pub mask: Option<PathBuf>,
+    /// TAESD (a diffusers AutoencoderTiny folder or taesd_decoder.safetensors) for sharp per-step previews.
+    #[arg(long)]
+    pub taesd: Option<PathBuf>,
+    /// Decode the final image with TAESD too (faster, slightly softer).
+    #[arg(long, requires = "taesd")]
+    pub taesd_decode: bool,
+    /// Write a preview of the first image here after every step.
+    #[arg(long)]
+    pub preview: Option<PathBuf>,
+    /// Output PNG (several images: NAME-1.png, NAME-2.png, ...). Default: image-SEED.png.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace existing files.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Leave the generation parameters out of the PNG.
+    #[arg(long)]
+    pub no_metadata: bool,
+}
+
+/// Progress bar plus optional preview file.
+struct ImageProgress<'a> {
+    bar: BarProgress,
+    preview: Option<(Previewer<'a>, &'a Path)>,
+    error: Option<String>,
+}
+
+impl Progress<Tensor> for ImageProgress<'_> {
+    fn on_step(&mut self, event: &StepEvent<'_, Tensor>) {
+        Progress::<Tensor>::on_step(&mut self.bar, event);
+        if let (Some((previewer, path)), Some(latents)) = (&self.preview, event.preview) {
+            let written = previewer.preview(latents).map_err(anyhow::Error::from).and_then(|img| {
+                write_png(path, &img, None, true)?;
+                Ok(())
+            });
+            if let Err(e) = written {
+                self.error.get_or_insert_with(|| format!("preview: {e:#}"));
+            }
+        }
+    }
+}
+
+fn random_seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    // splitmix64 of the clock and the process id, so two runs in the same tick differ
+    let mut z = (t as u64) ^ ((std::process::id() as u64) << 32);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 11 // keep it below 2^53 so JSON readers see it exactly
+}
+
+/// Output paths for `n` images: the given name (numbered when n > 1), or image-SEED.png
+/// numbered past existing files.
+fn output_paths(out: Option<&Path>, seed: u64, n: usize, overwrite: bool) -> Vec<PathBuf> {
+    match out {
+        Some(p) if n == 1 => vec![p.to_path_buf()],
+        Some(p) => {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+            let ext = p.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "png".into());
+            (1..=n).map(|i| p.with_file_name(format!("{stem}-{i}.{ext}"))).collect()
+        }
+        None => {
+            let mut paths = Vec::with_capacity(n);
+            let mut k = 0;
+            while paths.len() < n {
+                let name = if k == 0 { format!("image-{seed}.png") } else { format!("image-{seed}-{k}.png") };
+                k += 1;
+                let p = PathBuf::from(name);
+                if overwrite || !p.exists() {
+                    paths.push(p);
+                }
+            }
+            paths
+        }
+    }
+}
+
+/// Run `stipple image`.
+pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
+    let prompt = args.prompt.clone().or_else(|| args.prompt_arg.clone()).context("give a prompt (stipple image \"a red fox\" or --prompt)")?;
+    let Some(model_path) = &args.model else {
+        bail!("give --model (a diffusers pipeline folder); embedded default image models come with issue #6");
+    };
+    if args.count == 0 || args.batch == 0 {
+        bail!("--batch and --count must be at least 1");
+    }
+    if args.latents.is_some() && args.count > 1 {
+        bail!("--latents fixes the noise of one run; use --count 1");
+    }
+    let mut sampler: Option<SamplerSpec> = args.scheduler.as_deref().map(str::parse).transpose()?;
+    if let Some(sig) = args.sigmas {
+        let base = match sampler {
+            Some(s) => s,
+            None => bail!("--sigmas needs --scheduler"),
+        };
+        sampler = Some(SamplerSpec { sigmas: sig, ..base });
+    }
+    let load_start = Instant::now();
+    let mut pipe = StableDiffusion::load(model_path, &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
+    let taesd = match &args.taesd {
+        Some(p) => Some(TaesdDecoder::load(p, &g.device, g.dtype)?),
+        None => None,
+    };
+    // TAESD decodes the final images when asked; otherwise it only draws previews.
+    let preview_taesd = if args.taesd_decode {
+        pipe.fast_decoder = taesd;
+        None
+    } else {
+        taesd
+    };
+    let load_seconds = load_start.elapsed().as_secs_f64();
+    let open = |p: &PathBuf| image_io::open(p);
+    let init_image = args.init_image.as_ref().map(open).transpose()?;
+    let mask = args.mask.as_ref().map(open).transpose()?;
+    let latents = match &args.latents {
+        Some(p) => Some(Tensor::read_npy(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let req = ImageRequest {
+        prompt: prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        steps: args.steps,
+        guidance: args.guidance,
+        guidance_rescale: args.guidance_rescale,
+        sampler,
+        width: args.width,
+        height: args.height,
+        batch: args.batch,
+        init_image,
+        strength: args.strength,
+        mask,
+        latents,
+    };
+    // Check sizes and settings before any work, so mistakes cost nothing.
+    let (width, height) = pipe.output_size(&req)?;
+    let first_seed = g.seed.unwrap_or_else(random_seed);
+    let paths = output_paths(args.out.as_deref(), first_seed, args.batch * args.count, args.overwrite);
+    if !args.overwrite {
+        if let Some(p) = paths.iter().find(|p| p.exists()) {
+            bail!("{} already exists (pass --overwrite to replace it, or choose another --out)", p.display());
+        }
+    }
+    let started = Instant::now();
+    let mut written = Vec::new();
+    let mut seeds = Vec::new();
+    let (mut denoise_seconds, mut model_calls) = (0.0, 0usize);
+    let mut last = None;
+    for run in 0..args.count {
+        let seed = first_seed.wrapping_add(run as u64);
+        let previewer = args.preview.as_deref().map(|p| {
+            let pv = match pipe.fast_decoder.as_ref().or(preview_taesd.as_ref()) {
+                Some(t) => Previewer::Taesd(t),
+                None => Previewer::Linear { kind: pipe.kind(), factor: pipe.vae_factor() },
+            };
+            (pv, p)
+        });
+        let label = if args.count > 1 { format!("image {}/{}", run + 1, args.count) } else { "image".into() };
+        let mut progress = ImageProgress { bar: BarProgress::new(&label, false), preview: previewer, error: None };
+        let mut rng = PortableRng::new(seed);
+        let out = pipe.generate(&req, &mut rng, &mut progress, &CancelToken::new())?;
+        progress.bar.finish();
+        if let Some(e) = progress.error {
+            eprintln!("warning: {e}");
+        }
+        denoise_seconds += out.denoise_seconds;
+        model_calls += out.denoise_steps;
+        let info = GenerationInfo {
+            prompt: prompt.clone(),
+            negative_prompt: args.negative_prompt.clone(),
+            steps: out.steps,
+            sampler: out.sampler.clone(),
+            guidance: out.guidance,
+            guidance_rescale: args.guidance_rescale,
+            seed,
+            width,
+            height,
+            model: pipe.name().to_string(),
+            strength: req.init_image.as_ref().map(|_| args.strength),
+        };
+        for img in &out.images {
+            let path = &paths[written.len()];
+            write_png(path, img, (!args.no_metadata).then_some(&info), args.overwrite)?;
+            if !g.json {
+                eprintln!("wrote {}", path.display());
+            }
+            written.push(path.clone());
+            seeds.push(seed);
+        }
+        last = Some(out);
+    }
+    let out = last.context("no run")?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let per_step = if model_calls > 0 { denoise_seconds / model_calls as f64 } else { 0.0 };
+    if g.json {
+        println!(
+            "{}",
+            json!({
+                "paths": written,
+                "seed": first_seed,
+                "seeds": seeds,
+                "steps": out.steps,
+                "model_calls": model_calls,
+                "scheduler": out.sampler,
+                "guidance": out.guidance,
+                "width": width,
+                "height": height,
+                "model": pipe.name(),
+                "elapsed_ms": elapsed * 1e3,
+                "load_ms": load_seconds * 1e3,
+                "seconds_per_step": per_step,
+            })
+        );
+    } else {
+        eprintln!(
+            "{} image(s) {width}x{height}, {} steps of {}, seed {first_seed}: {:.2} s ({per_step:.3} s per model call)",
+            written.len(),
+            out.steps,
+            out.sampler,
+            elapsed
+        );
+    }
+    Ok(())
+}
