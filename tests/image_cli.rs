@@ -158,6 +158,8 @@ fn bad_input_gets_a_clear_error() {
     let inpaint = inpaint.to_string_lossy();
     let init = fixtures().join("init.png");
     let init = init.to_string_lossy();
+    let single = fixtures().join("sd1-tiny.safetensors");
+    let single = single.to_string_lossy();
     let bad_npy = dir.join("bad.npy");
     Tensor::zeros((1, 4, 3, 3), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap().write_npy(&bad_npy).unwrap();
     let bad_npy = bad_npy.to_string_lossy();
@@ -175,6 +177,7 @@ fn bad_input_gets_a_clear_error() {
         (&["image", "a cat", "--model", &inpaint, "--out", &out], "inpainting model"),
         (&["image", "a cat", "--model", &sd1, "--guidance=-1", "--out", &out], "guidance must be"),
         (&["image", "--model", &sd1], "give a prompt"),
+        (&["image", "a cat", "--model", &single, "--out", &out], "--config"),
         (&["--dtype", "bf16", "image", "a cat", "--model", &sd1, "--out", &out], "bf16"),
     ];
     for (args, needle) in cases {
@@ -185,6 +188,29 @@ fn bad_input_gets_a_clear_error() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     assert!(!dir.join("x.png").exists(), "nothing written on errors");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn single_file_checkpoint_gives_the_folder_image() {
+    let dir = scratch("single");
+    let args = |model: &str, out: &str, config: Option<&str>| {
+        let mut a = vec!["--seed".to_string(), "9".into(), "image".into(), "a red cat".into(), "--steps".into(), "3".into(), "--model".into(), model.into(), "--out".into(), out.into()];
+        if let Some(c) = config {
+            a.extend(["--config".into(), c.into()]);
+        }
+        a
+    };
+    let folder = fixtures().join("sdxl-tiny");
+    let file = fixtures().join("sdxl-tiny.safetensors");
+    let (a, b) = (dir.join("a.png"), dir.join("b.png"));
+    for (model, out, config) in [(&folder, &a, None), (&file, &b, Some(folder.to_string_lossy().to_string()))] {
+        let argv = args(&model.to_string_lossy(), &out.to_string_lossy(), config.as_deref());
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let o = stipple(&refs);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(image::open(&a).unwrap().to_rgb8(), image::open(&b).unwrap().to_rgb8());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -233,6 +233,145 @@ def build_pipelines(vocab, merges):
     return pipes
 
 
+def taesd(seed):
+    """A tiny random TAESD (diffusers AutoencoderTiny) matching sd1-tiny's 2x VAE factor."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    return randomize(AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                                     num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4), seed)
+
+
+# ---------------------------------------------------------------- single-file (LDM) checkpoints
+
+
+def resnet_to_ldm(name, vae=False):
+    pairs = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
+             ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection")]
+    if vae:
+        pairs = [("conv_shortcut", "nin_shortcut")]
+    for a, b in pairs:
+        if name.startswith(a + "."):
+            return b + name[len(a):]
+    return name
+
+
+def unet_to_ldm(sd, cfg):
+    """diffusers UNet names -> the original LDM `model.diffusion_model.*` names."""
+    n, L = len(cfg["block_out_channels"]), cfg["layers_per_block"]
+    m = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+         "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
+         "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+         "mid_block.resnets.0": "middle_block.0", "mid_block.attentions.0": "middle_block.1", "mid_block.resnets.1": "middle_block.2"}
+    resnets = {"mid_block.resnets.0", "mid_block.resnets.1"}
+    for i in range(n):
+        for j in range(L):
+            m[f"down_blocks.{i}.resnets.{j}"] = f"input_blocks.{1 + i * (L + 1) + j}.0"
+            resnets.add(f"down_blocks.{i}.resnets.{j}")
+            m[f"down_blocks.{i}.attentions.{j}"] = f"input_blocks.{1 + i * (L + 1) + j}.1"
+        m[f"down_blocks.{i}.downsamplers.0.conv"] = f"input_blocks.{(i + 1) * (L + 1)}.0.op"
+        attn = "CrossAttn" in cfg["up_block_types"][i]
+        for j in range(L + 1):
+            m[f"up_blocks.{i}.resnets.{j}"] = f"output_blocks.{i * (L + 1) + j}.0"
+            resnets.add(f"up_blocks.{i}.resnets.{j}")
+            m[f"up_blocks.{i}.attentions.{j}"] = f"output_blocks.{i * (L + 1) + j}.1"
+        m[f"up_blocks.{i}.upsamplers.0.conv"] = f"output_blocks.{i * (L + 1) + L}.{2 if attn else 1}.conv"
+    out = {}
+    for k, v in sd.items():
+        prefix = max((p for p in m if k.startswith(p + ".")), key=len)
+        rest = k[len(prefix) + 1:]
+        if prefix in resnets:
+            rest = resnet_to_ldm(rest)
+        out["model.diffusion_model." + m[prefix] + "." + rest] = v
+    return out
+
+
+def vae_to_ldm(sd, cfg):
+    n = len(cfg["block_out_channels"])
+    m = {"encoder.mid_block.resnets.0": "encoder.mid.block_1", "encoder.mid_block.resnets.1": "encoder.mid.block_2",
+         "decoder.mid_block.resnets.0": "decoder.mid.block_1", "decoder.mid_block.resnets.1": "decoder.mid.block_2",
+         "encoder.mid_block.attentions.0": "encoder.mid.attn_1", "decoder.mid_block.attentions.0": "decoder.mid.attn_1",
+         "encoder.conv_norm_out": "encoder.norm_out", "decoder.conv_norm_out": "decoder.norm_out"}
+    for i in range(n):
+        for j in range(cfg["layers_per_block"] + 1):
+            m[f"encoder.down_blocks.{i}.resnets.{j}"] = f"encoder.down.{i}.block.{j}"
+            m[f"decoder.up_blocks.{i}.resnets.{j}"] = f"decoder.up.{n - 1 - i}.block.{j}"
+        m[f"encoder.down_blocks.{i}.downsamplers.0.conv"] = f"encoder.down.{i}.downsample.conv"
+        m[f"decoder.up_blocks.{i}.upsamplers.0.conv"] = f"decoder.up.{n - 1 - i}.upsample.conv"
+    attn = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    out = {}
+    for k, v in sd.items():
+        prefixes = [p for p in m if k.startswith(p + ".")]
+        if not prefixes:
+            out["first_stage_model." + k] = v
+            continue
+        prefix = max(prefixes, key=len)
+        rest = k[len(prefix) + 1:]
+        if "attn_1" in m[prefix]:
+            a = max((a for a in attn if rest.startswith(a + ".")), key=len)
+            rest = attn[a] + rest[len(a):]
+            if rest.endswith("weight") and v.dim() == 2:
+                v = v[:, :, None, None]
+        else:
+            rest = resnet_to_ldm(rest, vae=True)
+        out["first_stage_model." + m[prefix] + "." + rest] = v
+    return out
+
+
+def clip_to_ldm(sd, prefix):
+    """transformers CLIP (v5 names, no `text_model.` prefix) -> `<prefix>text_model.*`."""
+    return {prefix + "text_model." + k.removeprefix("text_model."): v for k, v in sd.items()}
+
+
+def open_clip_to_ldm(sd, prefix):
+    """transformers CLIPTextModelWithProjection -> OpenCLIP names (SD 2.x / SDXL bigG)."""
+    sd = {k.removeprefix("text_model."): v for k, v in sd.items()}
+    out = {}
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj"}
+    layers = {int(k.split(".")[2]) for k in sd if k.startswith("encoder.layers.")}
+    for i in sorted(layers):
+        p = f"encoder.layers.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{prefix}transformer.resblocks.{i}.attn.in_proj_{kind}"] = torch.cat(
+                [sd[f"{p}self_attn.{x}_proj.{kind}"] for x in ("q", "k", "v")], 0)
+        for a, b in names.items():
+            for kind in ("weight", "bias"):
+                out[f"{prefix}transformer.resblocks.{i}.{b}.{kind}"] = sd[f"{p}{a}.{kind}"]
+    out[prefix + "token_embedding.weight"] = sd["embeddings.token_embedding.weight"]
+    out[prefix + "positional_embedding"] = sd["embeddings.position_embedding.weight"]
+    out[prefix + "ln_final.weight"] = sd["final_layer_norm.weight"]
+    out[prefix + "ln_final.bias"] = sd["final_layer_norm.bias"]
+    out[prefix + "text_projection"] = sd["text_projection.weight"].T.contiguous()
+    return out
+
+
+def write_single_file(pipe, folder, path):
+    """One A1111-style checkpoint with the pipeline's weights under the original names;
+    diffusers' own `from_single_file` must load it back to identical weights."""
+    from diffusers import DiffusionPipeline
+    from safetensors.torch import save_file
+
+    sd = {}
+    sd.update(unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config))
+    sd.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        sd.update(clip_to_ldm(pipe.text_encoder.state_dict(), "conditioner.embedders.0.transformer."))
+        sd.update(open_clip_to_ldm(pipe.text_encoder_2.state_dict(), "conditioner.embedders.1.model."))
+    else:
+        sd.update(clip_to_ldm(pipe.text_encoder.state_dict(), "cond_stage_model.transformer."))
+    save_file({k: v.contiguous() for k, v in sd.items()}, path)
+    back = type(pipe).from_single_file(path, config=folder, local_files_only=True)
+    for comp in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        a, b = getattr(pipe, comp, None), getattr(back, comp, None)
+        if a is None:
+            continue
+        sa, sb = a.state_dict(), b.state_dict()
+        assert set(sa) == set(sb), (comp, set(sa) ^ set(sb))
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), (comp, k)
+    print(f"{os.path.basename(path)}: {len(sd)} tensors, diffusers from_single_file loads identical weights")
+
+
 # ---------------------------------------------------------------- noise recording
 
 
@@ -309,6 +448,7 @@ CASES = [
     ("lcm-1", "lcm-tiny", "txt2img", "a red cat", "", 1, 3.0, "lcm", None, {}, {}),
     ("turbo-1", "sd-turbo-tiny", "txt2img", "a photo of a red cat", "", 1, 0.0, "euler", None, {}, {}),
     ("turbo-euler-a", "sd-turbo-tiny", "txt2img", "a bowl of fruit", "", 2, 0.0, "euler-a", "EulerAncestralDiscreteScheduler", {}, {}),
+    ("sd1-taesd", "sd1-tiny", "txt2img", "a red cat", "", 4, 7.5, "euler", "EulerDiscreteScheduler", {}, {"taesd": "taesd-tiny"}),
 ]
 
 
@@ -335,6 +475,21 @@ def main():
     loaded = {name: DiffusionPipeline.from_pretrained(os.path.join(OUT, name)) for name in pipes}
     for p in loaded.values():
         p.set_progress_bar_config(disable=True)
+    for name in ("sd1-tiny", "sdxl-tiny"):
+        write_single_file(loaded[name], os.path.join(OUT, name), os.path.join(OUT, f"{name}.safetensors"))
+    tiny = taesd(20)
+    shutil.rmtree(os.path.join(OUT, "taesd-tiny"), ignore_errors=True)
+    tiny.save_pretrained(os.path.join(OUT, "taesd-tiny"), safe_serialization=True)
+    tiny = type(tiny).from_pretrained(os.path.join(OUT, "taesd-tiny")).eval()
+    # the same decoder in the original madebyollin/taesd layout (layer i of the diffusers
+    # decoder is layer i + 1 there, after the clamp)
+    from safetensors.torch import save_file
+    orig = os.path.join(OUT, "taesd-tiny-original")
+    shutil.rmtree(orig, ignore_errors=True)
+    os.makedirs(orig)
+    dec = {k[len("decoder.layers."):]: v for k, v in tiny.state_dict().items() if k.startswith("decoder.layers.")}
+    save_file({f"{int(k.split('.')[0]) + 1}.{k.split('.', 1)[1]}": v.contiguous() for k, v in dec.items()}, os.path.join(orig, "taesd_decoder.safetensors"))
+    shutil.copy(os.path.join(OUT, "taesd-tiny", "config.json"), orig)
     rec = install_recorder()
 
     init_image(32, 32).save(os.path.join(OUT, "init.png"))
@@ -352,12 +507,16 @@ def main():
         cfg.update(overrides)
         scheduler = scheduler_from(cfg)
         extra = dict(extra)
+        extra_taesd = None
         width, height = extra.pop("width", 32), extra.pop("height", 32)
         kwargs = dict(prompt=prompt, num_inference_steps=steps, guidance_scale=guidance, output_type="np", **extra)
         if pname != "lcm-tiny":
             kwargs["negative_prompt"] = negative or None
         comps = dict(base.components)
         comps["scheduler"] = scheduler
+        if "taesd" in extra:
+            comps["vae"] = tiny
+            extra_taesd = extra.pop("taesd")
         if kind == "txt2img":
             pipe = type(base)(**comps)
             kwargs.update(width=width, height=height)
@@ -379,6 +538,7 @@ def main():
         np.savez(os.path.join(OUT, "noise", f"{case}.npz"), *rec.draws)
         tok = base.tokenizer
         entry = dict(
+            taesd=extra_taesd if "taesd" in CASES[i][10] else None,
             name=case, pipeline=pname, kind=kind, prompt=prompt, negative_prompt=negative, steps=steps,
             guidance=guidance, scheduler=sched_name, diffusers_scheduler=type(scheduler).__name__,
             scheduler_overrides=overrides, width=width, height=height,

@@ -14,6 +14,7 @@ pub mod image_io;
 pub mod metadata;
 pub mod models;
 pub mod pipeline;
+pub mod single_file;
 pub mod preview;
 pub mod tokenizer;
 

@@ -25,6 +25,7 @@ use crate::models::embeddings::guidance_embedding;
 use crate::models::taesd::TaesdDecoder;
 use crate::models::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
 use crate::models::vae::{AutoencoderKL, VaeConfig};
+use crate::single_file::{CheckpointFamily, LdmCheckpoint};
 use crate::tokenizer::ClipTokenizer;
 
 /// A text encoder with its tokenizer.
@@ -151,27 +152,82 @@ impl StableDiffusion {
     /// Loads a diffusers pipeline folder. `dtype` is the weights' compute type (f32 or f16
     /// on CPU; f16 / bf16 on CUDA).
     pub fn load(root: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with_config(root, None, device, dtype)
+    }
+
+    /// Loads a pipeline folder, or a single-file checkpoint (`.safetensors` with the
+    /// original LDM key names) whose configs, tokenizers and scheduler come from
+    /// `config`, a diffusers folder of the same architecture (its weights are not read).
+    pub fn load_with_config(model: &Path, config: Option<&Path>, device: &Device, dtype: DType) -> Result<Self> {
         if device.is_cpu() && dtype == DType::BF16 {
             return Err(invalid("bf16 convolutions are not supported on the CPU; use f32 or f16"));
         }
-        let folder = PipelineFolder::open(root)?;
-        let text = if folder.index.has("text_encoder") { Some(Self::text_stack(&folder, "", device, dtype)?) } else { None };
-        let text_2 = if folder.index.has("text_encoder_2") { Some(Self::text_stack(&folder, "_2", device, dtype)?) } else { None };
+        let (folder, ckpt) = if model.is_file() {
+            let Some(config) = config else {
+                return Err(model_err(format!(
+                    "{} is a single-file checkpoint: also give the diffusers folder of its architecture for configs and tokenizers \
+                     (--config, e.g. a local copy of stable-diffusion-v1-5/stable-diffusion-v1-5 without its weights)",
+                    model.display()
+                )));
+            };
+            (PipelineFolder::open(config)?, Some(LdmCheckpoint::open(model)?))
+        } else {
+            if config.is_some() {
+                return Err(invalid("--config is for single-file checkpoints; a pipeline folder has its own configs"));
+            }
+            (PipelineFolder::open(model)?, None)
+        };
+        let root = &folder.root;
+        if let Some(c) = &ckpt {
+            let xl_config = folder.index.has("text_encoder_2");
+            if (c.family == CheckpointFamily::Xl) != xl_config {
+                return Err(model_err(format!(
+                    "{} is {} checkpoint but {} is {} pipeline",
+                    model.display(),
+                    if c.family == CheckpointFamily::Xl { "an SDXL" } else { "an SD 1.x/2.x" },
+                    root.display(),
+                    if xl_config { "an SDXL" } else { "an SD 1.x/2.x" }
+                )));
+            }
+        }
+        let weights = |component: &str, from_ckpt: &dyn Fn(&LdmCheckpoint) -> candle_core::Result<VarBuilder<'static>>| -> Result<VarBuilder<'static>> {
+            match &ckpt {
+                Some(c) => Ok(from_ckpt(c)?),
+                None => load_vb(&folder.weights(component)?, dtype, device),
+            }
+        };
+        let mut text_stacks = [None, None];
+        for (slot, suffix) in text_stacks.iter_mut().zip(["", "_2"]) {
+            let enc = format!("text_encoder{suffix}");
+            if folder.index.has(&enc) {
+                let tokenizer = ClipTokenizer::from_dir(&folder.component(&format!("tokenizer{suffix}"))?)?;
+                let cfg = ClipTextConfig::from_value(config_value(&folder.config(&enc)?)?)
+                    .map_err(|e| model_err(format!("{}/{enc}/config.json: {e}", root.display())))?;
+                let vb = weights(&enc, &|c| c.text_encoder(&enc, dtype, device))?;
+                let encoder = ClipTextModel::new(&cfg, vb).map_err(|e| model_err(format!("{}: {enc}: {e}", model.display())))?;
+                *slot = Some(TextStack { tokenizer, encoder });
+            }
+        }
+        let [text, text_2] = text_stacks;
         if text.is_none() && text_2.is_none() {
             return Err(model_err(format!("{}: the pipeline has no text encoder", root.display())));
         }
         let unet_cfg: UNetConfig = serde_json::from_value(config_value(&folder.config("unet")?)?)
             .map_err(|e| model_err(format!("{}/unet/config.json: {e}", root.display())))?;
-        let unet = UNet2DConditionModel::new(&unet_cfg, load_vb(&folder.weights("unet")?, dtype, device)?)
-            .map_err(|e| model_err(format!("{}/unet: {e}", root.display())))?;
+        let vb = weights("unet", &|c| c.unet(&unet_cfg, dtype, device))?;
+        let unet = UNet2DConditionModel::new(&unet_cfg, vb).map_err(|e| model_err(format!("{}: unet: {e}", model.display())))?;
         let vae_cfg: VaeConfig = serde_json::from_value(config_value(&folder.config("vae")?)?)
             .map_err(|e| model_err(format!("{}/vae/config.json: {e}", root.display())))?;
-        let vae = AutoencoderKL::new(&vae_cfg, load_vb(&folder.weights("vae")?, dtype, device)?)
-            .map_err(|e| model_err(format!("{}/vae: {e}", root.display())))?;
-        let scheduler_path = folder.config("scheduler")?;
-        let scheduler_config = SchedulerConfig::from_file(&scheduler_path)?;
+        let vb = weights("vae", &|c| c.vae(&vae_cfg, dtype, device))?;
+        let vae = AutoencoderKL::new(&vae_cfg, vb).map_err(|e| model_err(format!("{}: vae: {e}", model.display())))?;
+        let scheduler_config = SchedulerConfig::from_file(folder.config("scheduler")?)?;
         let scheduler_class = scheduler_config.class_name.clone().unwrap_or_else(|| "EulerDiscreteScheduler".into());
-        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = match &ckpt {
+            Some(_) => model.file_stem(),
+            None => model.file_name(),
+        }
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
         let turbo = name.to_ascii_lowercase().contains("turbo")
             || folder.index.name_or_path.as_deref().is_some_and(|n| n.to_ascii_lowercase().contains("turbo"));
         Ok(Self {
@@ -187,16 +243,6 @@ impl StableDiffusion {
             turbo,
             device: device.clone(),
         })
-    }
-
-    fn text_stack(folder: &PipelineFolder, suffix: &str, device: &Device, dtype: DType) -> Result<TextStack> {
-        let enc = format!("text_encoder{suffix}");
-        let tokenizer = ClipTokenizer::from_dir(&folder.component(&format!("tokenizer{suffix}"))?)?;
-        let cfg = ClipTextConfig::from_value(config_value(&folder.config(&enc)?)?)
-            .map_err(|e| model_err(format!("{}/{enc}/config.json: {e}", folder.root.display())))?;
-        let encoder = ClipTextModel::new(&cfg, load_vb(&folder.weights(&enc)?, dtype, device)?)
-            .map_err(|e| model_err(format!("{}/{enc}: {e}", folder.root.display())))?;
-        Ok(TextStack { tokenizer, encoder })
     }
 
     /// SD 1.x/2.x or SDXL.

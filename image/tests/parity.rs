@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use stipple_core::noise::ReplayNoise;
 use stipple_core::progress::{CancelToken, NoProgress};
+use stipple_image::models::taesd::TaesdDecoder;
 use stipple_image::tokenizer::ClipTokenizer;
 use stipple_image::{ImageRequest, StableDiffusion};
 
@@ -62,7 +63,11 @@ fn images_match_diffusers() -> Result<()> {
         if !pipes.contains_key(&pname) {
             pipes.insert(pname.clone(), StableDiffusion::load(&fixtures().join(&pname), &Device::Cpu, DType::F32)?);
         }
-        let pipe = &pipes[&pname];
+        let pipe = pipes.get_mut(&pname).context("pipeline")?;
+        pipe.fast_decoder = match case["taesd"].as_str() {
+            Some(t) => Some(TaesdDecoder::load(&fixtures().join(t), &Device::Cpu, DType::F32)?),
+            None => None,
+        };
         let req = request(case, &fixtures())?;
         let mut noise = ReplayNoise::new(draws(name)?, vec![]);
         let out = pipe.generate(&req, &mut noise, &mut NoProgress, &CancelToken::new()).with_context(|| name.to_string())?;
@@ -98,5 +103,51 @@ fn clip_tokenizer_matches_transformers() -> Result<()> {
         let tok = ClipTokenizer::from_dir(&fixtures().join(case["pipeline"].as_str().unwrap()).join("tokenizer"))?;
         assert_eq!(tok.encode(case["prompt"].as_str().unwrap())?, want);
     }
+    Ok(())
+}
+
+/// A single-file checkpoint (original LDM key names, written by the fixture script and
+/// checked there with diffusers' own `from_single_file`) gives the same images as the
+/// diffusers folder it was made from.
+#[test]
+fn single_file_checkpoints_equal_their_folders() -> Result<()> {
+    let all = cases()?;
+    for (pname, names) in [("sd1-tiny", ["sd1-euler", "sd1-img2img"]), ("sdxl-tiny", ["sdxl-euler", "sdxl-img2img"])] {
+        let folder = StableDiffusion::load(&fixtures().join(pname), &Device::Cpu, DType::F32)?;
+        let single = StableDiffusion::load_with_config(
+            &fixtures().join(format!("{pname}.safetensors")),
+            Some(&fixtures().join(pname)),
+            &Device::Cpu,
+            DType::F32,
+        )?;
+        for name in names {
+            let case = all["cases"].as_array().unwrap().iter().find(|c| c["name"] == name).context("case")?;
+            let req = request(case, &fixtures())?;
+            let a = folder.generate(&req, &mut ReplayNoise::new(draws(name)?, vec![]), &mut NoProgress, &CancelToken::new())?;
+            let b = single.generate(&req, &mut ReplayNoise::new(draws(name)?, vec![]), &mut NoProgress, &CancelToken::new())?;
+            let diff = (a.pixels - b.pixels)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            println!("{pname}: {name} single-file vs folder max difference {diff}");
+            assert_eq!(diff, 0.0, "{name}");
+        }
+    }
+    // the wrong architecture, or no config folder, is a clear error
+    let err = StableDiffusion::load_with_config(&fixtures().join("sdxl-tiny.safetensors"), Some(&fixtures().join("sd1-tiny")), &Device::Cpu, DType::F32)
+        .err()
+        .context("SDXL checkpoint with an SD1 config must fail")?;
+    assert!(err.to_string().contains("SDXL checkpoint"), "{err}");
+    let err = StableDiffusion::load(&fixtures().join("sd1-tiny.safetensors"), &Device::Cpu, DType::F32).err().context("needs config")?;
+    assert!(err.to_string().contains("--config"), "{err}");
+    Ok(())
+}
+
+/// TAESD in the original madebyollin layout decodes exactly like the diffusers layout.
+#[test]
+fn taesd_layouts_agree() -> Result<()> {
+    let a = TaesdDecoder::load(&fixtures().join("taesd-tiny"), &Device::Cpu, DType::F32)?;
+    let b = TaesdDecoder::load(&fixtures().join("taesd-tiny-original"), &Device::Cpu, DType::F32)?;
+    let latents = Tensor::randn(0f32, 1f32, (1, 4, 8, 8), &Device::Cpu)?;
+    let (x, y) = (a.decode(&latents)?, b.decode(&latents)?);
+    assert_eq!(x.dims(), &[1, 3, 16, 16]);
+    assert_eq!((x - y)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?, 0.0);
     Ok(())
 }

@@ -25,9 +25,14 @@ pub struct ImageArgs {
     /// The prompt (or give it with --prompt).
     #[arg(value_name = "PROMPT", conflicts_with = "prompt")]
     pub prompt_arg: Option<String>,
-    /// Model: a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+    /// Model: a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)
+    /// or a single-file .safetensors checkpoint (A1111 / original layout; needs --config).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// For a single-file checkpoint: a diffusers folder of the same architecture that provides the
+    /// configs, tokenizers and scheduler (its weights are not read).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// The prompt.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -172,7 +177,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         sampler = Some(SamplerSpec { sigmas: sig, ..base });
     }
     let load_start = Instant::now();
-    let mut pipe = StableDiffusion::load(model_path, &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
+    let mut pipe = StableDiffusion::load_with_config(model_path, args.config.as_deref(), &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
     let taesd = match &args.taesd {
         Some(p) => Some(TaesdDecoder::load(p, &g.device, g.dtype)?),
         None => None,
