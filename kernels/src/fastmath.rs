@@ -24,9 +24,11 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    // scale by 2^n through the exponent bits
-    let bits = ((n as i32 + 127).clamp(0, 255) as u32) << 23;
-    p * f32::from_bits(bits)
+    // Scale by 2^n through the exponent bits. The biased exponent (an integral float in
+    // [0, 255]) is moved into the low mantissa bits by adding 2^23 instead of a float->int
+    // cast: Rust's saturating `as` compiled to one scalar conversion per lane here.
+    let biased = (n + 127.0).clamp(0.0, 255.0) + 8_388_608.0;
+    p * f32::from_bits(biased.to_bits() << 23)
 }
 
 /// Whether the AVX2 + FMA copies of the kernels can run here.

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod confidence;
+pub mod conv;
 pub mod fastmath;
 pub mod guided_update;
-pub mod swiglu;
+pub mod gated;

@@ -27,6 +27,28 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Text generation: tokens per second and the forward-pass time.
     Text(TextBench),
+    /// One UNet evaluation of an image model, as a guided sampling step makes it.
+    Image(ImageBench),
+}
+
+/// `stipple bench image` arguments.
+#[derive(Args, Debug)]
+pub struct ImageBench {
+    /// Pipeline folder.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// Batch (2 = one guided step of one image).
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Latent size (64 = a 512x512 image for SD 1.x).
+    #[arg(long, default_value_t = 64)]
+    pub latent: usize,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// A reference run (JSON with median_s, from tools/bench_image_reference.py unet) to compare with.
+    #[arg(long)]
+    pub reference: Option<std::path::PathBuf>,
 }
 
 /// `stipple bench text` arguments.
@@ -77,6 +99,7 @@ fn ids(v: &Value, key: &str) -> Result<Vec<u32>> {
 pub fn run(g: &Global, args: &BenchArgs) -> Result<()> {
     match &args.what {
         BenchWhat::Text(t) => text(g, t),
+        BenchWhat::Image(i) => image(g, i),
     }
 }
 
@@ -163,4 +186,62 @@ fn text(g: &Global, args: &TextBench) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&obj)?);
     }
     Ok(())
+}
+
+fn image(g: &Global, args: &ImageBench) -> Result<()> {
+    use stipple_core::noise::PortableRng;
+    use stipple_image::models::unet::UNetConditioning;
+
+    if args.runs == 0 || args.batch == 0 {
+        bail!("--runs and --batch must be at least 1");
+    }
+    let pipe = stipple_image::StableDiffusion::load(&args.model, &g.device, g.dtype)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let cfg = &pipe.unet.config;
+    let ctx_dim = match &cfg.cross_attention_dim {
+        stipple_image::models::unet::PerBlock::One(d) => *d,
+        stipple_image::models::unet::PerBlock::Each(v) => v[0],
+    };
+    if cfg.has_text_time() || cfg.time_cond_proj_dim.is_some() {
+        bail!("bench image times SD 1.x/2.x-style UNets (no SDXL / LCM conditioning)");
+    }
+    let mut rng = PortableRng::new(g.seed.unwrap_or(0));
+    let dt = pipe.unet.dtype();
+    let x = rng.randn((args.batch, cfg.in_channels, args.latent, args.latent), dt, &g.device)?;
+    let context = rng.randn((args.batch, 77, ctx_dim), dt, &g.device)?;
+    let cond = UNetConditioning { context: &context, text_embeds: None, time_ids: None, timestep_cond: None };
+    pipe.unet.forward(&x, 500.0, &cond)?; // warm-up
+    let mut times = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let y = pipe.unet.forward(&x, 500.0, &cond)?;
+        y.device().synchronize()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let med = median(times.clone());
+    let mut out = json!({
+        "what": format!("stipple UNet, batch {}, {}x{} latents, {:?}", args.batch, args.latent, args.latent, dt),
+        "threads": rayon_threads(),
+        "seconds": times,
+        "median_s": med,
+    });
+    if let Some(path) = &args.reference {
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?;
+        let rm = r["median_s"].as_f64().context("reference has no median_s")?;
+        out["reference_median_s"] = json!(rm);
+        out["speedup_vs_reference"] = json!(rm / med);
+    }
+    if g.json {
+        println!("{out}");
+    } else {
+        println!("{}: median {:.3} s over {} runs", out["what"].as_str().unwrap_or_default(), med, args.runs);
+        if let Some(s) = out.get("speedup_vs_reference") {
+            println!("reference median {:.3} s: stipple is {:.2}x its speed", out["reference_median_s"], s.as_f64().unwrap_or(0.0));
+        }
+    }
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

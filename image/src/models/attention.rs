@@ -4,7 +4,7 @@
 //! `Transformer2DModel` that wraps blocks between a GroupNorm and two projections, and the
 //! VAE's single-head spatial self-attention.
 
-use candle_core::{D, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{GroupNorm, LayerNorm, Linear, VarBuilder};
 
 /// diffusers' `Attention` with the default processor: `to_q`, `to_k`, `to_v` (no bias in
@@ -82,10 +82,7 @@ impl FeedForward {
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let hg = self.proj_in.forward(xs)?;
-        let half = hg.dim(D::Minus1)? / 2;
-        let h = hg.narrow(D::Minus1, 0, half)?;
-        let g = hg.narrow(D::Minus1, half, half)?.gelu_erf()?;
-        self.proj_out.forward(&(h * g)?)
+        self.proj_out.forward(&stipple_kernels::gated::gelu_mul(&hg)?)
     }
 }
 
@@ -123,7 +120,7 @@ impl BasicTransformerBlock {
 /// or a linear layer over flattened pixels (`use_linear_projection`, SD 2.x and SDXL).
 #[derive(Debug)]
 enum Projection {
-    Conv(candle_nn::Conv2d),
+    Conv(super::resnet::Conv2d),
     Linear(Linear),
 }
 

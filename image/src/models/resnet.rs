@@ -3,11 +3,20 @@
 //! projection, and the stride-2 / nearest-2x resamplers.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
+pub use stipple_kernels::conv::Conv2d;
 
-/// A `k`x`k` convolution with the given padding and stride.
+/// A `k`x`k` convolution with bias and the given padding and stride (3x3 / stride 1 /
+/// padding 1 runs on the fused im2col-free kernel).
 pub fn conv2d(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usize, stride: usize) -> Result<Conv2d> {
-    candle_nn::conv2d(c_in, c_out, k, Conv2dConfig { padding, stride, ..Default::default() }, vb)
+    let weight = vb.get((c_out, c_in, k, k), "weight")?;
+    let bias = vb.get(c_out, "bias")?;
+    Ok(Conv2d::new(weight, Some(bias), padding, stride))
+}
+
+/// The same without a bias.
+pub fn conv2d_no_bias(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usize, stride: usize) -> Result<Conv2d> {
+    Ok(Conv2d::new(vb.get((c_out, c_in, k, k), "weight")?, None, padding, stride))
 }
 
 /// `ResnetBlock2D`: GroupNorm, SiLU, conv, (+ projected time embedding), GroupNorm, SiLU,

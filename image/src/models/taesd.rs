@@ -10,10 +10,10 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv2d, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::resnet::conv2d;
+use super::resnet::{Conv2d, conv2d, conv2d_no_bias};
 
 /// The decoder keys of an `AutoencoderTiny` config.
 #[derive(Clone, Debug, Deserialize)]
@@ -59,7 +59,7 @@ struct Block {
 impl Block {
     fn new(vb: VarBuilder, c_in: usize, c_out: usize) -> Result<Self> {
         let skip = if c_in != c_out {
-            Some(candle_nn::conv2d_no_bias(c_in, c_out, 1, Default::default(), vb.pp("skip"))?)
+            Some(conv2d_no_bias(vb.pp("skip"), c_in, c_out, 1, 0, 1)?)
         } else {
             None
         };
@@ -120,7 +120,7 @@ impl TaesdDecoder {
             let conv = if last {
                 conv2d(vb.pp(name(idx)), c, out, 3, 1, 1)?
             } else {
-                candle_nn::conv2d_no_bias(c, out, 3, candle_nn::Conv2dConfig { padding: 1, ..Default::default() }, vb.pp(name(idx)))?
+                conv2d_no_bias(vb.pp(name(idx)), c, out, 3, 1, 1)?
             };
             layers.push(Layer::Conv(conv, false));
             idx += 1;

@@ -4,12 +4,12 @@
 //! `CrossAttnDownBlock2D` / `DownBlock2D` / `CrossAttnUpBlock2D` / `UpBlock2D`.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 use serde::Deserialize;
 
 use super::attention::{Transformer2D, Transformer2DConfig};
 use super::embeddings::{TimestepEmbedding, sinusoidal};
-use super::resnet::{Downsample2D, ResnetBlock2D, Upsample2D, conv2d};
+use super::resnet::{Conv2d, Downsample2D, ResnetBlock2D, Upsample2D, conv2d};
 
 /// A config value written either once for every block or once per block.
 #[derive(Clone, Debug, Deserialize)]

@@ -3,11 +3,11 @@
 //! the config (0.18215 for SD 1.x/2.x, 0.13025 for SDXL).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 use serde::Deserialize;
 
 use super::attention::SpatialSelfAttention;
-use super::resnet::{Downsample2D, ResnetBlock2D, Upsample2D, conv2d};
+use super::resnet::{Conv2d, Downsample2D, ResnetBlock2D, Upsample2D, conv2d};
 
 /// The keys of `vae/config.json` stipple reads.
 #[derive(Clone, Debug, Deserialize)]

@@ -390,7 +390,7 @@ impl Block {
         let out = stipple_kernels::attention::attention(&q, &keys, &values, bias, scale)?;
         let x = (x + self.o.forward(&out)?)?;
         let h = self.mlp_norm.forward(&x)?;
-        let act = stipple_kernels::swiglu::silu_mul(&self.gate_up.forward(&h)?)?;
+        let act = stipple_kernels::gated::silu_mul(&self.gate_up.forward(&h)?)?;
         let x = (x + self.down.forward(&act)?)?;
         Ok((x, (k, v)))
     }
