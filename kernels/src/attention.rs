@@ -17,11 +17,22 @@ use rayon::prelude::*;
 ///
 /// CPU tensors run the fused kernel (f16 / bf16 inputs are computed in f32); other
 /// devices use [`attention_unfused`] until the CUDA twin exists.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f32) -> Result<Tensor> {
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_bias: Option<&Tensor>,
+    scale: f32,
+) -> Result<Tensor> {
     let (b, hq, nq, d) = q.dims4()?;
     let (bk, hkv, nk, dk) = k.dims4()?;
     if bk != b || dk != d || v.dims4()? != (b, hkv, nk, d) || hkv == 0 || hq % hkv != 0 {
-        candle_core::bail!("attention: q {:?}, k {:?}, v {:?} do not fit", q.shape(), k.shape(), v.shape());
+        candle_core::bail!(
+            "attention: q {:?}, k {:?}, v {:?} do not fit",
+            q.shape(),
+            k.shape(),
+            v.shape()
+        );
     }
     if let Some(kb) = key_bias
         && kb.dims2()? != (b, nk)
@@ -32,7 +43,9 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, 
         return attention_unfused(q, k, v, key_bias, scale);
     }
     let dtype = q.dtype();
-    let f32s = |t: &Tensor| -> Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>() };
+    let f32s = |t: &Tensor| -> Result<Vec<f32>> {
+        t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+    };
     let (qs, ks, vs) = (f32s(q)?, f32s(k)?, f32s(v)?);
     let bias = match key_bias {
         Some(kb) => Some(f32s(kb)?),
@@ -45,7 +58,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, 
     // Queries go in blocks whose score rows stay in cache (~512 KiB) between the two gemms:
     // with 4096 keys (a 64x64 latent) a whole score matrix is 64 MiB per head, and
     // softmax passes over it ran at memory speed.
-    let sbf: usize = std::env::var("SBF").ok().and_then(|v| v.parse().ok()).unwrap_or(SCORE_BLOCK_FLOATS);
+    let sbf: usize = std::env::var("SBF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SCORE_BLOCK_FLOATS);
     let block = (sbf / nk.max(1)).clamp(1, nq.max(1));
     (0..b * hq).into_par_iter().for_each(|task| {
         let (bi, h) = (task / hq, task % hq);
@@ -63,12 +79,24 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, 
             // above); each task writes a disjoint column block of `out`.
             unsafe {
                 gemm::gemm(
-                    rows, nk, d,
-                    scores.as_mut_ptr(), 1, nk as isize, false,
-                    qh.as_ptr().add(q0 * d), 1, d as isize,
-                    kh.as_ptr(), d as isize, 1,
-                    0.0, scale,
-                    false, false, false,
+                    rows,
+                    nk,
+                    d,
+                    scores.as_mut_ptr(),
+                    1,
+                    nk as isize,
+                    false,
+                    qh.as_ptr().add(q0 * d),
+                    1,
+                    d as isize,
+                    kh.as_ptr(),
+                    d as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
                     gemm::Parallelism::None,
                 );
             }
@@ -78,20 +106,31 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, 
                         *s += x;
                     }
                 }
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                crate::fastmath::map_in_place(row, |s| crate::fastmath::exp(s - max));
-                *inv = 1.0 / row.iter().sum::<f32>();
+                let max = crate::fastmath::max(row);
+                *inv = 1.0 / crate::fastmath::exp_sub_sum(row, max);
             }
             let dst = out_ptr;
             unsafe {
                 let dst = dst.0.add(bi * nq * width + q0 * width + h * d);
                 gemm::gemm(
-                    rows, d, nk,
-                    dst, 1, width as isize, false,
-                    scores.as_ptr(), 1, nk as isize,
-                    vh.as_ptr(), 1, d as isize,
-                    0.0, 1.0,
-                    false, false, false,
+                    rows,
+                    d,
+                    nk,
+                    dst,
+                    1,
+                    width as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    nk as isize,
+                    vh.as_ptr(),
+                    1,
+                    d as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
                     gemm::Parallelism::None,
                 );
                 // normalise the d outputs of each row instead of its nk probabilities
@@ -116,14 +155,22 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// The same with candle ops (any device; the reference for the fused kernel).
-pub fn attention_unfused(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f32) -> Result<Tensor> {
+pub fn attention_unfused(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_bias: Option<&Tensor>,
+    scale: f32,
+) -> Result<Tensor> {
     let (b, hq, nq, d) = q.dims4()?;
     let (_, hkv, nk, _) = k.dims4()?;
     let repeat = |x: &Tensor| -> Result<Tensor> {
         if hq == hkv {
             return Ok(x.clone());
         }
-        x.unsqueeze(2)?.expand((b, hkv, hq / hkv, nk, d))?.reshape((b, hq, nk, d))
+        x.unsqueeze(2)?
+            .expand((b, hkv, hq / hkv, nk, d))?
+            .reshape((b, hq, nk, d))
     };
     let (k, v) = (repeat(k)?, repeat(v)?);
     let mut att = (q.matmul(&k.t()?)? * scale as f64)?;
@@ -142,18 +189,32 @@ mod tests {
     #[test]
     fn fused_matches_unfused() {
         let dev = Device::Cpu;
-        for (b, hq, hkv, nq, nk, d, masked) in [(1, 4, 4, 7, 7, 16, false), (2, 6, 2, 5, 9, 8, true), (1, 2, 1, 1, 33, 64, true), (1, 2, 2, 300, 1000, 8, true)] {
+        for (b, hq, hkv, nq, nk, d, masked) in [
+            (1, 4, 4, 7, 7, 16, false),
+            (2, 6, 2, 5, 9, 8, true),
+            (1, 2, 1, 1, 33, 64, true),
+            (1, 2, 2, 300, 1000, 8, true),
+        ] {
             let q = Tensor::randn(0f32, 1.0, (b, hq, nq, d), &dev).unwrap();
             let k = Tensor::randn(0f32, 1.0, (b, hkv, nk, d), &dev).unwrap();
             let v = Tensor::randn(0f32, 1.0, (b, hkv, nk, d), &dev).unwrap();
             let bias = masked.then(|| {
-                let m: Vec<f32> = (0..b * nk).map(|i| if i % 3 == 0 { -1e30 } else { 0.0 }).collect();
+                let m: Vec<f32> = (0..b * nk)
+                    .map(|i| if i % 3 == 0 { -1e30 } else { 0.0 })
+                    .collect();
                 Tensor::from_vec(m, (b, nk), &dev).unwrap()
             });
             let got = attention(&q, &k, &v, bias.as_ref(), 0.3).unwrap();
             let want = attention_unfused(&q, &k, &v, bias.as_ref(), 0.3).unwrap();
             assert_eq!(got.dims(), &[b, nq, hq * d]);
-            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff < 1e-5, "{b} {hq} {hkv} {nq} {nk} {d}: {diff}");
         }
     }

@@ -68,6 +68,78 @@ unsafe fn map_avx2(xs: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
     }
 }
 
+/// Lanes of the reductions below: independent accumulators, so the compiler can keep
+/// them in vector registers (a plain float fold is one serial chain: IEEE addition and
+/// `f32::max` may not be reordered).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn max_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    let m = rest
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &x| if x > a { x } else { a });
+    acc.iter().fold(m, |a, &x| if x > a { x } else { a })
+}
+
+#[inline(always)]
+fn exp_sub_sum_lanes(xs: &mut [f32], shift: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c.iter_mut()) {
+            *x = exp(*x - shift);
+            *a += *x;
+        }
+    }
+    let mut total: f32 = 0.0;
+    for x in chunks.into_remainder() {
+        *x = exp(*x - shift);
+        total += *x;
+    }
+    total + acc.iter().sum::<f32>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn max_avx2(xs: &[f32]) -> f32 {
+    max_lanes(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_sub_sum_avx2(xs: &mut [f32], shift: f32) -> f32 {
+    exp_sub_sum_lanes(xs, shift)
+}
+
+/// The largest value (`-inf` for an empty slice; NaNs are skipped).
+pub fn max(xs: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // Safety: the features were just checked.
+        return unsafe { max_avx2(xs) };
+    }
+    max_lanes(xs)
+}
+
+/// `xs[i] = e^(xs[i] - shift)`, returning the sum of the results: a softmax numerator
+/// and its normaliser in one pass.
+pub fn exp_sub_sum(xs: &mut [f32], shift: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // Safety: the features were just checked.
+        return unsafe { exp_sub_sum_avx2(xs, shift) };
+    }
+    exp_sub_sum_lanes(xs, shift)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +156,18 @@ mod tests {
         assert!(worst < 5e-7, "{worst}");
         assert!(exp(-200.0) < 1e-37, "{}", exp(-200.0));
         assert!(exp(0.0) == 1.0 || (exp(0.0) - 1.0).abs() < 1e-7);
+        let mut row: Vec<f32> = (0..1037)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0)
+            .collect();
+        let m = max(&row);
+        assert_eq!(m, row.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        let want: f64 = row.iter().map(|&x| ((x - m) as f64).exp()).sum();
+        let got = exp_sub_sum(&mut row, m);
+        assert!(((got as f64 - want) / want).abs() < 1e-5, "{got} vs {want}");
+        assert!(
+            (row[3] as f64 - (((3 * 7919) % 1000) as f64 / 100.0 - 5.0 - m as f64).exp()).abs()
+                < 1e-6
+        );
         let mut v: Vec<f32> = (0..1000).map(|i| i as f32 / 100.0 - 5.0).collect();
         map_in_place(&mut v, exp);
         for (i, y) in v.iter().enumerate() {

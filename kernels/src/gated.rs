@@ -61,7 +61,9 @@ pub fn gated_unfused(x: &Tensor, gate: Gate) -> Result<Tensor> {
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
     let y = 1.0 - poly * crate::fastmath::exp(-x * x);
     y.copysign(x)
 }
@@ -78,8 +80,16 @@ fn apply(gate: Gate, a: f32, b: f32) -> f32 {
 fn row_f32(gate: Gate, a: &[f32], b: &[f32], o: &mut [f32]) {
     match gate {
         // one loop per gate, so each vectorises without a branch inside
-        Gate::SiluFirst => o.iter_mut().zip(a).zip(b).for_each(|((o, &a), &b)| *o = apply(Gate::SiluFirst, a, b)),
-        Gate::GeluSecond => o.iter_mut().zip(a).zip(b).for_each(|((o, &a), &b)| *o = apply(Gate::GeluSecond, a, b)),
+        Gate::SiluFirst => o
+            .iter_mut()
+            .zip(a)
+            .zip(b)
+            .for_each(|((o, &a), &b)| *o = apply(Gate::SiluFirst, a, b)),
+        Gate::GeluSecond => o
+            .iter_mut()
+            .zip(a)
+            .zip(b)
+            .for_each(|((o, &a), &b)| *o = apply(Gate::GeluSecond, a, b)),
     }
 }
 
@@ -110,7 +120,14 @@ fn run_f32(gate: Gate, src: &[f32], m: usize) -> Vec<f32> {
     out
 }
 
-fn run<T: Copy + Send + Sync>(gate: Gate, src: &[T], m: usize, to: impl Fn(T) -> f32 + Sync, from: impl Fn(f32) -> T + Sync + Send, zero: T) -> Vec<T> {
+fn run<T: Copy + Send + Sync>(
+    gate: Gate,
+    src: &[T],
+    m: usize,
+    to: impl Fn(T) -> f32 + Sync,
+    from: impl Fn(f32) -> T + Sync + Send,
+    zero: T,
+) -> Vec<T> {
     let rows = src.len() / (2 * m);
     let mut out = vec![zero; rows * m];
     out.par_chunks_mut(m).enumerate().for_each(|(r, o)| {
@@ -143,8 +160,22 @@ impl CustomOp1 for Gated {
         let g = self.0;
         let storage = match s {
             CpuStorage::F32(v) => CpuStorage::F32(run_f32(g, &v[start..end], m)),
-            CpuStorage::F16(v) => CpuStorage::F16(run(g, &v[start..end], m, f16::to_f32, f16::from_f32, f16::ZERO)),
-            CpuStorage::BF16(v) => CpuStorage::BF16(run(g, &v[start..end], m, bf16::to_f32, bf16::from_f32, bf16::ZERO)),
+            CpuStorage::F16(v) => CpuStorage::F16(run(
+                g,
+                &v[start..end],
+                m,
+                f16::to_f32,
+                f16::from_f32,
+                f16::ZERO,
+            )),
+            CpuStorage::BF16(v) => CpuStorage::BF16(run(
+                g,
+                &v[start..end],
+                m,
+                bf16::to_f32,
+                bf16::from_f32,
+                bf16::ZERO,
+            )),
             other => candle_core::bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
         };
         Ok((storage, Shape::from(out_dims)))
@@ -162,11 +193,27 @@ mod tests {
         for gate in [Gate::SiluFirst, Gate::GeluSecond] {
             let want = gated_unfused(&x, gate).unwrap();
             for dt in [DType::F32, DType::F16, DType::BF16] {
-                let got = gated(&x.to_dtype(dt).unwrap(), gate).unwrap().to_dtype(DType::F32).unwrap();
+                let got = gated(&x.to_dtype(dt).unwrap(), gate)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap();
                 assert_eq!(got.dims(), &[3, 5, 37]);
-                let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let diff = (got - &want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 // relative to the largest output (bf16 keeps 8 bits of mantissa)
-                let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let scale = want
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 let tol = scale * if dt == DType::F32 { 2e-6 } else { 1e-2 };
                 assert!(diff < tol, "{gate:?} {dt:?}: {diff}");
             }

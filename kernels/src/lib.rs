@@ -4,6 +4,8 @@
 pub mod attention;
 pub mod confidence;
 pub mod conv;
+pub mod cpu;
 pub mod fastmath;
-pub mod guided_update;
 pub mod gated;
+pub mod group_norm;
+pub mod guided_update;

@@ -5,7 +5,9 @@
 //! VAE's single-head spatial self-attention.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
+
+use super::resnet::GroupNorm;
 
 /// diffusers' `Attention` with the default processor: `to_q`, `to_k`, `to_v` (no bias in
 /// the UNet), `to_out.0`. Keys and values come from the context when one is given.
@@ -168,7 +170,7 @@ impl Transformer2D {
             candle_core::bail!("{} channels cannot be split into {} attention heads", c.channels, c.heads);
         }
         let head_dim = c.channels / c.heads;
-        let norm = candle_nn::group_norm(c.groups, c.channels, 1e-6, vb.pp("norm"))?;
+        let norm = GroupNorm::new(vb.pp("norm"), c.groups, c.channels, 1e-6)?;
         let proj_in = Projection::new(vb.pp("proj_in"), c.channels, c.channels, c.linear_projection)?;
         let blocks = (0..c.depth)
             .map(|i| BasicTransformerBlock::new(vb.pp(format!("transformer_blocks.{i}")), c.channels, c.heads, head_dim, c.context_dim))
@@ -208,7 +210,7 @@ pub struct SpatialSelfAttention {
 impl SpatialSelfAttention {
     /// Reads either the current (`to_q`...) or the legacy (`query`...) weight names.
     pub fn new(vb: VarBuilder, channels: usize, groups: usize, eps: f64) -> Result<Self> {
-        let group_norm = candle_nn::group_norm(groups, channels, eps, vb.pp("group_norm"))?;
+        let group_norm = GroupNorm::new(vb.pp("group_norm"), groups, channels, eps)?;
         let attn = if vb.contains_tensor("to_q.weight") {
             Attention::new(vb.clone(), channels, None, 1, channels, true)?
         } else {

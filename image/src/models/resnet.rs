@@ -3,20 +3,50 @@
 //! projection, and the stride-2 / nearest-2x resamplers.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 pub use stipple_kernels::conv::Conv2d;
+
+/// GroupNorm with its affine weights, on the fused kernel (optionally followed by SiLU,
+/// as almost every GroupNorm in the UNet and VAE is).
+#[derive(Clone, Debug)]
+pub struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+impl GroupNorm {
+    /// Loads `weight` and `bias` (`channels` each) under `vb`.
+    pub fn new(vb: VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<Self> {
+        if groups == 0 || channels % groups != 0 {
+            candle_core::bail!("group norm: {channels} channels cannot be split into {groups} groups");
+        }
+        Ok(Self { weight: vb.get(channels, "weight")?, bias: vb.get(channels, "bias")?, groups, eps })
+    }
+
+    /// Normalises `xs` `[b, c, ...]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        stipple_kernels::group_norm::group_norm(xs, self.groups, &self.weight, &self.bias, self.eps, false)
+    }
+
+    /// Normalises then applies SiLU, in one pass.
+    pub fn forward_silu(&self, xs: &Tensor) -> Result<Tensor> {
+        stipple_kernels::group_norm::group_norm(xs, self.groups, &self.weight, &self.bias, self.eps, true)
+    }
+}
 
 /// A `k`x`k` convolution with bias and the given padding and stride (3x3 / stride 1 /
 /// padding 1 runs on the fused im2col-free kernel).
 pub fn conv2d(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usize, stride: usize) -> Result<Conv2d> {
     let weight = vb.get((c_out, c_in, k, k), "weight")?;
     let bias = vb.get(c_out, "bias")?;
-    Ok(Conv2d::new(weight, Some(bias), padding, stride))
+    Conv2d::new(weight, Some(bias), padding, stride)
 }
 
 /// The same without a bias.
 pub fn conv2d_no_bias(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usize, stride: usize) -> Result<Conv2d> {
-    Ok(Conv2d::new(vb.get((c_out, c_in, k, k), "weight")?, None, padding, stride))
+    Conv2d::new(vb.get((c_out, c_in, k, k), "weight")?, None, padding, stride)
 }
 
 /// `ResnetBlock2D`: GroupNorm, SiLU, conv, (+ projected time embedding), GroupNorm, SiLU,
@@ -43,13 +73,13 @@ impl ResnetBlock2D {
         eps: f64,
         output_scale_factor: f64,
     ) -> Result<Self> {
-        let norm1 = candle_nn::group_norm(groups, c_in, eps, vb.pp("norm1"))?;
+        let norm1 = GroupNorm::new(vb.pp("norm1"), groups, c_in, eps)?;
         let conv1 = conv2d(vb.pp("conv1"), c_in, c_out, 3, 1, 1)?;
         let time_emb_proj = match temb_channels {
             Some(t) => Some(candle_nn::linear(t, c_out, vb.pp("time_emb_proj"))?),
             None => None,
         };
-        let norm2 = candle_nn::group_norm(groups, c_out, eps, vb.pp("norm2"))?;
+        let norm2 = GroupNorm::new(vb.pp("norm2"), groups, c_out, eps)?;
         let conv2 = conv2d(vb.pp("conv2"), c_out, c_out, 3, 1, 1)?;
         let conv_shortcut = if c_in != c_out { Some(conv2d(vb.pp("conv_shortcut"), c_in, c_out, 1, 0, 1)?) } else { None };
         Ok(Self { norm1, conv1, time_emb_proj, norm2, conv2, conv_shortcut, output_scale_factor })
@@ -57,7 +87,7 @@ impl ResnetBlock2D {
 
     /// `temb` is the SiLU-activated time embedding's input (`[b, temb_channels]`).
     pub fn forward(&self, xs: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward(&candle_nn::ops::silu(&self.norm1.forward(xs)?)?)?;
+        let h = self.conv1.forward(&self.norm1.forward_silu(xs)?)?;
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => {
                 let t = proj.forward(&candle_nn::ops::silu(t)?)?.unsqueeze(2)?.unsqueeze(3)?;
@@ -65,7 +95,7 @@ impl ResnetBlock2D {
             }
             _ => h,
         };
-        let h = self.conv2.forward(&candle_nn::ops::silu(&self.norm2.forward(&h)?)?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(xs)?,
             None => xs.clone(),

@@ -4,12 +4,12 @@
 //! `CrossAttnDownBlock2D` / `DownBlock2D` / `CrossAttnUpBlock2D` / `UpBlock2D`.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::attention::{Transformer2D, Transformer2DConfig};
 use super::embeddings::{TimestepEmbedding, sinusoidal};
-use super::resnet::{Conv2d, Downsample2D, ResnetBlock2D, Upsample2D, conv2d};
+use super::resnet::{Conv2d, Downsample2D, GroupNorm, ResnetBlock2D, Upsample2D, conv2d};
 
 /// A config value written either once for every block or once per block.
 #[derive(Clone, Debug, Deserialize)]
@@ -250,6 +250,7 @@ pub struct UNet2DConditionModel {
     conv_out: Conv2d,
     /// The config it was built from.
     pub config: UNetConfig,
+    dtype: DType,
 }
 
 impl UNet2DConditionModel {
@@ -345,9 +346,9 @@ impl UNet2DConditionModel {
             up.push(UpBlock { layers: block, upsample });
         }
 
-        let conv_norm_out = candle_nn::group_norm(groups, ch[0], eps, vb.pp("conv_norm_out"))?;
+        let conv_norm_out = GroupNorm::new(vb.pp("conv_norm_out"), groups, ch[0], eps)?;
         let conv_out = conv2d(vb.pp("conv_out"), ch[0], cfg.out_channels, 3, 1, 1)?;
-        Ok(Self { conv_in, time_embedding, text_time, down, mid, up, conv_norm_out, conv_out, config: cfg.clone() })
+        Ok(Self { conv_in, time_embedding, text_time, down, mid, up, conv_norm_out, conv_out, config: cfg.clone(), dtype: vb.dtype() })
     }
 
     /// One denoising evaluation: `sample` `[b, in_channels, h, w]` at `timestep` (may be
@@ -413,12 +414,12 @@ impl UNet2DConditionModel {
                 h = u.forward(&h, size)?;
             }
         }
-        let h = candle_nn::ops::silu(&self.conv_norm_out.forward(&h)?)?;
+        let h = self.conv_norm_out.forward_silu(&h)?;
         self.conv_out.forward(&h)
     }
 
     /// The weights' dtype.
     pub fn dtype(&self) -> DType {
-        self.conv_in.weight().dtype()
+        self.dtype
     }
 }

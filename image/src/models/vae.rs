@@ -3,11 +3,11 @@
 //! the config (0.18215 for SD 1.x/2.x, 0.13025 for SDXL).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::attention::SpatialSelfAttention;
-use super::resnet::{Conv2d, Downsample2D, ResnetBlock2D, Upsample2D, conv2d};
+use super::resnet::{Conv2d, Downsample2D, GroupNorm, ResnetBlock2D, Upsample2D, conv2d};
 
 /// The keys of `vae/config.json` stipple reads.
 #[derive(Clone, Debug, Deserialize)]
@@ -120,7 +120,7 @@ impl Encoder {
             down.push((res, ds));
         }
         let mid = MidBlock::new(vb.pp("mid_block"), ch[n - 1], g, cfg.mid_block_add_attention)?;
-        let norm_out = candle_nn::group_norm(g, ch[n - 1], EPS, vb.pp("conv_norm_out"))?;
+        let norm_out = GroupNorm::new(vb.pp("conv_norm_out"), g, ch[n - 1], EPS)?;
         let conv_out = conv2d(vb.pp("conv_out"), ch[n - 1], 2 * cfg.latent_channels, 3, 1, 1)?;
         Ok(Self { conv_in, down, mid, norm_out, conv_out })
     }
@@ -136,7 +136,7 @@ impl Encoder {
             }
         }
         let h = self.mid.forward(&h)?;
-        self.conv_out.forward(&candle_nn::ops::silu(&self.norm_out.forward(&h)?)?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&h)?)
     }
 }
 
@@ -168,7 +168,7 @@ impl Decoder {
             let us = if i + 1 < n { Some(Upsample2D::new(vb.pp("upsamplers.0"), c_out)?) } else { None };
             up.push((res, us));
         }
-        let norm_out = candle_nn::group_norm(g, ch[0], EPS, vb.pp("conv_norm_out"))?;
+        let norm_out = GroupNorm::new(vb.pp("conv_norm_out"), g, ch[0], EPS)?;
         let conv_out = conv2d(vb.pp("conv_out"), ch[0], cfg.out_channels, 3, 1, 1)?;
         Ok(Self { conv_in, mid, up, norm_out, conv_out })
     }
@@ -183,7 +183,7 @@ impl Decoder {
                 h = u.forward(&h, None)?;
             }
         }
-        self.conv_out.forward(&candle_nn::ops::silu(&self.norm_out.forward(&h)?)?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&h)?)
     }
 }
 

@@ -1,0 +1,231 @@
+//! GroupNorm, optionally followed by SiLU, in one parallel pass per group.
+//!
+//! candle's GroupNorm is a chain of reductions and broadcasts (17 ms for one SD 1.5
+//! 320-channel 64x64 activation, plus 5 ms for the SiLU after it); every UNet and VAE
+//! residual block runs it twice. Here each (item, group) is one task: statistics in two
+//! vectorised passes, then normalise, scale, shift and activate in a third.
+
+use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
+
+/// `silu?(group_norm(x) * gamma + beta)` for `x` `[b, c, ...]` with `groups` groups over
+/// the channels. CPU tensors use the fused kernel (f16 / bf16 computed in f32); other
+/// devices use [`group_norm_unfused`].
+pub fn group_norm(
+    x: &Tensor,
+    groups: usize,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    silu: bool,
+) -> Result<Tensor> {
+    let dims = x.dims();
+    if dims.len() < 2 || groups == 0 || dims[1] % groups != 0 {
+        candle_core::bail!(
+            "group_norm: {:?} cannot be split into {groups} groups of channels",
+            x.shape()
+        );
+    }
+    if !x.device().is_cpu() {
+        return group_norm_unfused(x, groups, gamma, beta, eps, silu);
+    }
+    let c = dims[1];
+    let spatial: usize = dims[2..].iter().product();
+    let per_group = c / groups * spatial;
+    let dtype = x.dtype();
+    let mut data = vec![0f32; x.elem_count()];
+    let g = gamma.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let bt = beta.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    if g.len() != c || bt.len() != c {
+        candle_core::bail!(
+            "group_norm: {} / {} affine values for {c} channels",
+            g.len(),
+            bt.len()
+        );
+    }
+    let eps = eps as f32;
+    crate::cpu::with_f32(x, |src| {
+        data.par_chunks_mut(per_group)
+            .zip(src.par_chunks(per_group))
+            .enumerate()
+            .for_each(|(task, (chunk, src))| {
+                chunk.copy_from_slice(src);
+                let group = task % groups;
+                let n = chunk.len() as f32;
+                let mean = sum(chunk) / n;
+                let var = sq_dev_sum(chunk, mean) / n;
+                let rstd = 1.0 / (var + eps).sqrt();
+                for (k, plane) in chunk.chunks_mut(spatial).enumerate() {
+                    let ch = group * (c / groups) + k;
+                    let scale = rstd * g[ch];
+                    let shift = bt[ch] - mean * scale;
+                    apply(plane, scale, shift, silu);
+                }
+            })
+    })?;
+    Tensor::from_vec(data, x.shape(), &Device::Cpu)?.to_dtype(dtype)
+}
+
+/// The same with candle ops (the reference for the fused kernel).
+pub fn group_norm_unfused(
+    x: &Tensor,
+    groups: usize,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    silu: bool,
+) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (b, c) = (dims[0], dims[1]);
+    let xs = x.to_dtype(DType::F32)?.reshape((b, groups, ()))?;
+    let mean = xs.mean_keepdim(2)?;
+    let centered = xs.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(2)?;
+    let normed = centered
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .reshape(dims.as_slice())?;
+    let mut shape = vec![1, c];
+    shape.extend(std::iter::repeat_n(1, dims.len() - 2));
+    let y = normed
+        .broadcast_mul(&gamma.to_dtype(DType::F32)?.reshape(shape.as_slice())?)?
+        .broadcast_add(&beta.to_dtype(DType::F32)?.reshape(shape.as_slice())?)?;
+    let y = if silu { y.silu()? } else { y };
+    y.to_dtype(x.dtype())
+}
+
+const LANES: usize = 16;
+
+#[inline(always)]
+fn sum_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+#[inline(always)]
+fn sq_dev_sum_lanes(xs: &[f32], mean: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&x| (x - mean) * (x - mean))
+        .sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += (x - mean) * (x - mean);
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+#[inline(always)]
+fn apply_plain(xs: &mut [f32], scale: f32, shift: f32, silu: bool) {
+    if silu {
+        for x in xs.iter_mut() {
+            let y = *x * scale + shift;
+            *x = y / (1.0 + crate::fastmath::exp(-y));
+        }
+    } else {
+        for x in xs.iter_mut() {
+            *x = *x * scale + shift;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_avx2(xs: &[f32]) -> f32 {
+    sum_lanes(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sq_dev_sum_avx2(xs: &[f32], mean: f32) -> f32 {
+    sq_dev_sum_lanes(xs, mean)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn apply_avx2(xs: &mut [f32], scale: f32, shift: f32, silu: bool) {
+    apply_plain(xs, scale, shift, silu)
+}
+
+fn sum(xs: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::fastmath::has_avx2_fma() {
+        // Safety: the features were just checked.
+        return unsafe { sum_avx2(xs) };
+    }
+    sum_lanes(xs)
+}
+
+fn sq_dev_sum(xs: &[f32], mean: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::fastmath::has_avx2_fma() {
+        // Safety: the features were just checked.
+        return unsafe { sq_dev_sum_avx2(xs, mean) };
+    }
+    sq_dev_sum_lanes(xs, mean)
+}
+
+fn apply(xs: &mut [f32], scale: f32, shift: f32, silu: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::fastmath::has_avx2_fma() {
+        // Safety: the features were just checked.
+        unsafe { apply_avx2(xs, scale, shift, silu) };
+        return;
+    }
+    apply_plain(xs, scale, shift, silu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fused_matches_unfused() {
+        let dev = Device::Cpu;
+        for (shape, groups, silu) in [
+            (vec![2, 8, 5, 7], 4, true),
+            (vec![1, 6, 33], 3, false),
+            (vec![3, 32, 4, 4], 32, true),
+            (vec![1, 4, 1, 1], 2, false),
+        ] {
+            let c = shape[1];
+            let x = (Tensor::randn(0f32, 2.0, shape.as_slice(), &dev).unwrap() + 3.0).unwrap();
+            let gamma = Tensor::randn(1f32, 0.3, c, &dev).unwrap();
+            let beta = Tensor::randn(0f32, 0.3, c, &dev).unwrap();
+            let got = group_norm(&x, groups, &gamma, &beta, 1e-5, silu).unwrap();
+            let want = group_norm_unfused(&x, groups, &gamma, &beta, 1e-5, silu).unwrap();
+            let diff = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4, "{shape:?} {groups} {silu}: {diff}");
+        }
+        assert!(
+            group_norm(
+                &Tensor::zeros((1, 6, 2), DType::F32, &dev).unwrap(),
+                4,
+                &Tensor::ones(6, DType::F32, &dev).unwrap(),
+                &Tensor::zeros(6, DType::F32, &dev).unwrap(),
+                1e-5,
+                false
+            )
+            .is_err()
+        );
+    }
+}
