@@ -26,7 +26,7 @@ pub fn conv3x3(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Ten
     if !x.device().is_cpu() {
         return conv3x3_unfused(x, weight, bias);
     }
-    conv3x3_taps(x, &Taps::new(weight)?, bias)
+    conv3x3_taps(x, &Taps::new(weight)?, bias, &Epilogue::default())
 }
 
 /// A 3x3 weight laid out tap-major, `[9][c_out][c_in]`, so each tap is a contiguous
@@ -62,7 +62,65 @@ impl Taps {
 /// stacked into one set of (parallel) gemms, so the weights are read once for all items.
 const PER_ITEM_MIN_PIXELS: usize = 1024;
 
-fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>) -> Result<Tensor> {
+/// What is added to a convolution's output as it is written: the layer bias `[c_out]`,
+/// a per-item channel bias `[b, c_out]` (a residual block's time embedding) and a
+/// residual `[b, c_out, h, w]` (its skip connection).
+#[derive(Default, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// Per-item channel bias.
+    pub item_bias: Option<&'a Tensor>,
+    /// Tensor added element-wise.
+    pub residual: Option<&'a Tensor>,
+}
+
+/// The epilogue as plain values.
+struct Adds<'a> {
+    bias: Vec<f32>,
+    item_bias: Option<Vec<f32>>,
+    residual: Option<&'a [f32]>,
+    c_out: usize,
+}
+
+impl Adds<'_> {
+    /// The constant added to every pixel of channel `o` of item `it`.
+    fn channel(&self, it: usize, o: usize) -> f32 {
+        self.bias[o] + self.item_bias.as_ref().map_or(0.0, |v| v[it * self.c_out + o])
+    }
+}
+
+fn bias_values(bias: Option<&Tensor>, c_out: usize) -> Result<Vec<f32>> {
+    match bias {
+        Some(t) => t.to_dtype(DType::F32)?.to_vec1::<f32>(),
+        None => Ok(vec![0.0; c_out]),
+    }
+}
+
+fn item_bias_values(e: &Epilogue, b: usize, c_out: usize) -> Result<Option<Vec<f32>>> {
+    match e.item_bias {
+        Some(t) => {
+            if t.dims2()? != (b, c_out) {
+                candle_core::bail!("conv: item bias {:?}, expected [{b}, {c_out}]", t.shape());
+            }
+            Ok(Some(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Runs `f` with the residual's values (or none), checking its shape.
+fn with_residual<R>(e: &Epilogue, shape: (usize, usize, usize, usize), f: impl FnOnce(Option<&[f32]>) -> R) -> Result<R> {
+    match e.residual {
+        Some(r) => {
+            if r.dims4()? != shape {
+                candle_core::bail!("conv: residual {:?}, expected {shape:?}", r.shape());
+            }
+            crate::cpu::with_f32(r, |v| f(Some(v)))
+        }
+        None => Ok(f(None)),
+    }
+}
+
+fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>, epilogue: &Epilogue) -> Result<Tensor> {
     let (b, c_in, h, w) = x.dims4()?;
     let (c_out, dtype) = (taps.c_out, x.dtype());
     if c_in != taps.c_in {
@@ -71,10 +129,8 @@ fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>) -> Result<Tensor
             taps.c_in
         );
     }
-    let bs = match bias {
-        Some(t) => t.to_dtype(DType::F32)?.to_vec1::<f32>()?,
-        None => vec![0.0; c_out],
-    };
+    let bias = bias_values(bias, c_out)?;
+    let item_bias = item_bias_values(epilogue, b, c_out)?;
     let (hp, wp) = (h + 2, w + 2);
     // two spare elements so the last tap's shifted window stays inside the buffer
     let plane = hp * wp + 2;
@@ -82,6 +138,7 @@ fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>) -> Result<Tensor
     let per_item = b >= threads && h * w >= PER_ITEM_MIN_PIXELS;
     // `items` consecutive batch items, stacked: padded planes one after another per channel.
     let run = |xs: &[f32],
+               adds: &Adds,
                first: usize,
                items: usize,
                out: &mut [f32],
@@ -139,31 +196,103 @@ fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>) -> Result<Tensor
                 );
             }
         }
-        for it in 0..items {
-            for o in 0..c_out {
-                let plane_out = &mut out[(it * c_out + o) * h * w..][..h * w];
-                let bias = bs[o];
-                for y in 0..h {
-                    let src = &acc[o * n + it * plane + y * wp..][..w];
-                    for (d, &s) in plane_out[y * w..][..w].iter_mut().zip(src) {
-                        *d = s + bias;
+        // drop the padding columns while adding the epilogue
+        let extract = |idx: usize, plane_out: &mut [f32]| {
+            let (it, o) = (idx / c_out, idx % c_out);
+            let add = adds.channel(first + it, o);
+            let res = adds.residual.map(|r| &r[((first + it) * c_out + o) * h * w..][..h * w]);
+            for y in 0..h {
+                let src = &acc[o * n + it * plane + y * wp..][..w];
+                let dst = &mut plane_out[y * w..][..w];
+                match res {
+                    Some(r) => {
+                        for ((d, &s), &r) in dst.iter_mut().zip(src).zip(&r[y * w..][..w]) {
+                            *d = s + add + r;
+                        }
+                    }
+                    None => {
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d = s + add;
+                        }
                     }
                 }
             }
+        };
+        if per_item {
+            out.chunks_mut(h * w).enumerate().for_each(|(i, p)| extract(i, p));
+        } else {
+            out.par_chunks_mut(h * w).enumerate().for_each(|(i, p)| extract(i, p));
         }
     };
     let out = crate::cpu::with_f32(x, |xs| {
-        let mut out = vec![0f32; b * c_out * h * w];
-        if per_item {
-            out.par_chunks_mut(c_out * h * w)
-                .enumerate()
-                .for_each(|(bi, o)| run(xs, bi, 1, o, gemm::Parallelism::None));
-        } else {
-            run(xs, 0, b, &mut out, gemm::Parallelism::Rayon(threads));
-        }
-        out
-    })?;
+        with_residual(epilogue, (b, c_out, h, w), |residual| {
+            let adds = Adds { bias, item_bias, residual, c_out };
+            let mut out = vec![0f32; b * c_out * h * w];
+            if per_item {
+                out.par_chunks_mut(c_out * h * w)
+                    .enumerate()
+                    .for_each(|(bi, o)| run(xs, &adds, bi, 1, o, gemm::Parallelism::None));
+            } else {
+                run(xs, &adds, 0, b, &mut out, gemm::Parallelism::Rayon(threads));
+            }
+            out
+        })
+    })??;
     Tensor::from_vec(out, (b, c_out, h, w), &Device::Cpu)?.to_dtype(dtype)
+}
+
+/// 1x1 convolution (stride 1, no padding): one `[c_out, c_in] x [c_in, h*w]` product per
+/// item, written in place (candle's path builds a column matrix and transposes back).
+fn conv1x1(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, epilogue: &Epilogue) -> Result<Tensor> {
+    let (b, c_in, h, w) = x.dims4()?;
+    let c_out = weight.dim(0)?;
+    let hw = h * w;
+    let bias = bias_values(bias, c_out)?;
+    let item_bias = item_bias_values(epilogue, b, c_out)?;
+    let threads = rayon::current_num_threads();
+    let per_item = b >= threads;
+    let out = crate::cpu::with_f32(weight, |ws| {
+        crate::cpu::with_f32(x, |xs| {
+            with_residual(epilogue, (b, c_out, h, w), |residual| {
+                let adds = Adds { bias, item_bias, residual, c_out };
+                let mut out = vec![0f32; b * c_out * hw];
+                let run = |it: usize, o: &mut [f32], par: gemm::Parallelism| {
+                    // Safety: [c_out, c_in] x [c_in, hw] -> [c_out, hw], all row-major slices.
+                    unsafe {
+                        gemm::gemm(
+                            c_out, hw, c_in,
+                            o.as_mut_ptr(), 1, hw as isize, false,
+                            ws.as_ptr(), 1, c_in as isize,
+                            xs.as_ptr().add(it * c_in * hw), 1, hw as isize,
+                            0.0, 1.0,
+                            false, false, false,
+                            par,
+                        );
+                    }
+                    for (oc, plane) in o.chunks_mut(hw).enumerate() {
+                        let add = adds.channel(it, oc);
+                        match adds.residual {
+                            Some(r) => {
+                                for (d, &r) in plane.iter_mut().zip(&r[(it * c_out + oc) * hw..][..hw]) {
+                                    *d += add + r;
+                                }
+                            }
+                            None => plane.iter_mut().for_each(|d| *d += add),
+                        }
+                    }
+                };
+                if per_item {
+                    out.par_chunks_mut(c_out * hw).enumerate().for_each(|(it, o)| run(it, o, gemm::Parallelism::None));
+                } else {
+                    for (it, o) in out.chunks_mut(c_out * hw).enumerate() {
+                        run(it, o, gemm::Parallelism::Rayon(threads));
+                    }
+                }
+                out
+            })
+        })
+    })???;
+    Tensor::from_vec(out, (b, c_out, h, w), &Device::Cpu)?.to_dtype(x.dtype())
 }
 
 /// The same with candle's convolution (any device; the reference for the fused kernel).
@@ -217,24 +346,39 @@ impl Conv2d {
     }
 }
 
-impl Module for Conv2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let weight = match &self.weight {
-            ConvWeight::Taps(taps) => return conv3x3_taps(x, taps, self.bias.as_ref()),
-            ConvWeight::Tensor(w)
-                if self.padding == 1
-                    && self.stride == 1
-                    && w.dims().get(2..) == Some(&[3, 3][..]) =>
-            {
-                return conv3x3(x, w, self.bias.as_ref());
+impl Conv2d {
+    /// `conv(x) + bias`, plus the epilogue's per-item channel bias and residual, added as
+    /// the output is written (no extra passes on the CPU paths).
+    pub fn forward_with(&self, x: &Tensor, epilogue: &Epilogue) -> Result<Tensor> {
+        let cpu = x.device().is_cpu();
+        let y = match &self.weight {
+            ConvWeight::Taps(taps) if cpu => return conv3x3_taps(x, taps, self.bias.as_ref(), epilogue),
+            ConvWeight::Taps(_) => candle_core::bail!("conv: CPU weights used with a {:?} input", x.device()),
+            ConvWeight::Tensor(w) if cpu && self.padding == 0 && self.stride == 1 && w.dims().get(2..) == Some(&[1, 1][..]) => {
+                return conv1x1(x, w, self.bias.as_ref(), epilogue);
             }
-            ConvWeight::Tensor(w) => w,
+            ConvWeight::Tensor(w) => {
+                let y = x.conv2d(w, self.padding, self.stride, 1, 1)?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                    None => y,
+                }
+            }
         };
-        let y = x.conv2d(weight, self.padding, self.stride, 1, 1)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+        let y = match epilogue.item_bias {
+            Some(t) => y.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?,
+            None => y,
+        };
+        match epilogue.residual {
+            Some(r) => y + r,
             None => Ok(y),
         }
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, &Epilogue::default())
     }
 }
 
@@ -270,6 +414,26 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(diff < 1e-4, "{b}x{ci}->{co} {h}x{w}: {diff}");
+        }
+    }
+
+    #[test]
+    fn epilogue_and_1x1_match_candle() {
+        let dev = Device::Cpu;
+        for (b, h, w) in [(2, 40, 40), (1, 5, 7), (3, 4, 4)] {
+            let x = Tensor::randn(0f32, 1.0, (b, 6, h, w), &dev).unwrap();
+            let item_bias = Tensor::randn(0f32, 1.0, (b, 4), &dev).unwrap();
+            let residual = Tensor::randn(0f32, 1.0, (b, 4, h, w), &dev).unwrap();
+            let e = Epilogue { item_bias: Some(&item_bias), residual: Some(&residual) };
+            for k in [1, 3] {
+                let wt = Tensor::randn(0f32, 1.0, (4, 6, k, k), &dev).unwrap();
+                let bias = Tensor::randn(0f32, 1.0, 4, &dev).unwrap();
+                let got = Conv2d::new(wt.clone(), Some(bias.clone()), k / 2, 1).unwrap().forward_with(&x, &e).unwrap();
+                let want = ((x.conv2d(&wt, k / 2, 1, 1, 1).unwrap().broadcast_add(&bias.reshape((1, 4, 1, 1)).unwrap()).unwrap()
+                    .broadcast_add(&item_bias.reshape((b, 4, 1, 1)).unwrap())).unwrap() + &residual).unwrap();
+                let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                assert!(diff < 1e-4, "k {k}, {b}x{h}x{w}: {diff}");
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
-pub use stipple_kernels::conv::Conv2d;
+pub use stipple_kernels::conv::{Conv2d, Epilogue};
 
 /// GroupNorm with its affine weights, on the fused kernel (optionally followed by SiLU,
 /// as almost every GroupNorm in the UNet and VAE is).
@@ -85,22 +85,20 @@ impl ResnetBlock2D {
         Ok(Self { norm1, conv1, time_emb_proj, norm2, conv2, conv_shortcut, output_scale_factor })
     }
 
-    /// `temb` is the SiLU-activated time embedding's input (`[b, temb_channels]`).
+    /// `temb` is the SiLU-activated time embedding's input (`[b, temb_channels]`). The
+    /// time embedding and the skip connection are added inside the convolutions' output
+    /// passes.
     pub fn forward(&self, xs: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward_silu(xs)?)?;
-        let h = match (&self.time_emb_proj, temb) {
-            (Some(proj), Some(t)) => {
-                let t = proj.forward(&candle_nn::ops::silu(t)?)?.unsqueeze(2)?.unsqueeze(3)?;
-                h.broadcast_add(&t)?
-            }
-            _ => h,
+        let t = match (&self.time_emb_proj, temb) {
+            (Some(proj), Some(t)) => Some(proj.forward(&candle_nn::ops::silu(t)?)?),
+            _ => None,
         };
-        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
+        let h = self.conv1.forward_with(&self.norm1.forward_silu(xs)?, &Epilogue { item_bias: t.as_ref(), residual: None })?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(xs)?,
             None => xs.clone(),
         };
-        let out = (skip + h)?;
+        let out = self.conv2.forward_with(&self.norm2.forward_silu(&h)?, &Epilogue { item_bias: None, residual: Some(&skip) })?;
         if self.output_scale_factor == 1.0 { Ok(out) } else { out.affine(1.0 / self.output_scale_factor, 0.0) }
     }
 }
