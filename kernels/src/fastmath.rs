@@ -107,6 +107,31 @@ fn exp_sub_sum_lanes(xs: &mut [f32], shift: f32) -> f32 {
     total + acc.iter().sum::<f32>()
 }
 
+/// Whether the AVX-512 copies of the softmax reductions can run here.
+#[inline]
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn max_avx512(xs: &[f32]) -> f32 {
+    max_lanes(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_sub_sum_avx512(xs: &mut [f32], shift: f32) -> f32 {
+    exp_sub_sum_lanes(xs, shift)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn max_avx2(xs: &[f32]) -> f32 {
@@ -122,9 +147,14 @@ unsafe fn exp_sub_sum_avx2(xs: &mut [f32], shift: f32) -> f32 {
 /// The largest value (`-inf` for an empty slice; NaNs are skipped).
 pub fn max(xs: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // Safety: the features were just checked.
-        return unsafe { max_avx2(xs) };
+    {
+        // Safety: the features are checked first.
+        if has_avx512() {
+            return unsafe { max_avx512(xs) };
+        }
+        if has_avx2_fma() {
+            return unsafe { max_avx2(xs) };
+        }
     }
     max_lanes(xs)
 }
@@ -133,9 +163,14 @@ pub fn max(xs: &[f32]) -> f32 {
 /// and its normaliser in one pass.
 pub fn exp_sub_sum(xs: &mut [f32], shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // Safety: the features were just checked.
-        return unsafe { exp_sub_sum_avx2(xs, shift) };
+    {
+        // Safety: the features are checked first.
+        if has_avx512() {
+            return unsafe { exp_sub_sum_avx512(xs, shift) };
+        }
+        if has_avx2_fma() {
+            return unsafe { exp_sub_sum_avx2(xs, shift) };
+        }
     }
     exp_sub_sum_lanes(xs, shift)
 }

@@ -212,16 +212,23 @@ fn image(g: &Global, args: &ImageBench) -> Result<()> {
     let cond = UNetConditioning { context: &context, text_embeds: None, time_ids: None, timestep_cond: None };
     pipe.unet.forward(&x, 500.0, &cond)?; // warm-up
     let mut times = Vec::with_capacity(args.runs);
+    let cpu_start = process_cpu_seconds();
+    let wall_start = Instant::now();
     for _ in 0..args.runs {
         let t = Instant::now();
         let y = pipe.unet.forward(&x, 500.0, &cond)?;
         y.device().synchronize()?;
         times.push(t.elapsed().as_secs_f64());
     }
+    let busy = match (cpu_start, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some((b - a) / wall_start.elapsed().as_secs_f64()),
+        _ => None,
+    };
     let med = median(times.clone());
     let mut out = json!({
         "what": format!("stipple UNet, batch {}, {}x{} latents, {:?}", args.batch, args.latent, args.latent, dt),
         "threads": rayon_threads(),
+        "busy_threads": busy,
         "seconds": times,
         "median_s": med,
     });
@@ -240,6 +247,16 @@ fn image(g: &Global, args: &ImageBench) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// User + system CPU time of this process so far (Linux), to report how many threads
+/// were busy on average.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn rayon_threads() -> usize {
