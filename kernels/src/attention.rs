@@ -17,131 +17,164 @@ use rayon::prelude::*;
 ///
 /// CPU tensors run the fused kernel (f16 / bf16 inputs are computed in f32); other
 /// devices use [`attention_unfused`] until the CUDA twin exists.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    key_bias: Option<&Tensor>,
-    scale: f32,
-) -> Result<Tensor> {
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f32) -> Result<Tensor> {
     let (b, hq, nq, d) = q.dims4()?;
     let (bk, hkv, nk, dk) = k.dims4()?;
     if bk != b || dk != d || v.dims4()? != (b, hkv, nk, d) || hkv == 0 || hq % hkv != 0 {
-        candle_core::bail!(
-            "attention: q {:?}, k {:?}, v {:?} do not fit",
-            q.shape(),
-            k.shape(),
-            v.shape()
-        );
+        candle_core::bail!("attention: q {:?}, k {:?}, v {:?} do not fit", q.shape(), k.shape(), v.shape());
     }
+    check_bias(key_bias, b, nk)?;
+    if !q.device().is_cpu() {
+        return attention_unfused(q, k, v, key_bias, scale);
+    }
+    let shape = Shape { b, hq, hkv, nq, nk, d };
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    fused(&q, &k, &v, key_bias, scale, shape, Layout::HeadsFirst)
+}
+
+/// The same for projections still in their merged-heads layout: `q` `[b, nq, hq * d]`,
+/// `k`, `v` `[b, nk, hkv * d]`; heads are read in place with strides, so the three
+/// head-splitting transposes (and their copies) disappear.
+pub fn attention_merged(q: &Tensor, k: &Tensor, v: &Tensor, hq: usize, hkv: usize, key_bias: Option<&Tensor>, scale: f32) -> Result<Tensor> {
+    let (b, nq, wq) = q.dims3()?;
+    let (bk, nk, wk) = k.dims3()?;
+    if hq == 0 || hkv == 0 || wq % hq != 0 || hq % hkv != 0 || bk != b || wk != hkv * (wq / hq) || v.dims3()? != (b, nk, wk) {
+        candle_core::bail!("attention: q {:?}, k {:?}, v {:?} do not fit {hq} / {hkv} heads", q.shape(), k.shape(), v.shape());
+    }
+    let d = wq / hq;
+    check_bias(key_bias, b, nk)?;
+    if !q.device().is_cpu() {
+        let split = |t: &Tensor, h: usize, n: usize| t.reshape((b, n, h, d))?.transpose(1, 2)?.contiguous();
+        return attention_unfused(&split(q, hq, nq)?, &split(k, hkv, nk)?, &split(v, hkv, nk)?, key_bias, scale);
+    }
+    let shape = Shape { b, hq, hkv, nq, nk, d };
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    fused(&q, &k, &v, key_bias, scale, shape, Layout::Merged)
+}
+
+fn check_bias(key_bias: Option<&Tensor>, b: usize, nk: usize) -> Result<()> {
     if let Some(kb) = key_bias
         && kb.dims2()? != (b, nk)
     {
         candle_core::bail!("attention: key bias {:?}, expected [{b}, {nk}]", kb.shape());
     }
-    if !q.device().is_cpu() {
-        return attention_unfused(q, k, v, key_bias, scale);
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Shape {
+    b: usize,
+    hq: usize,
+    hkv: usize,
+    nq: usize,
+    nk: usize,
+    d: usize,
+}
+
+/// Where row `i` of head `h` of item `bi` starts, and the stride between rows.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `[b, h, n, d]`.
+    HeadsFirst,
+    /// `[b, n, h * d]`.
+    Merged,
+}
+
+impl Layout {
+    fn offset(self, bi: usize, h: usize, heads: usize, n: usize, d: usize) -> usize {
+        match self {
+            Layout::HeadsFirst => (bi * heads + h) * n * d,
+            Layout::Merged => bi * n * heads * d + h * d,
+        }
     }
+
+    fn row_stride(self, heads: usize, d: usize) -> usize {
+        match self {
+            Layout::HeadsFirst => d,
+            Layout::Merged => heads * d,
+        }
+    }
+}
+
+fn fused(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f32, s: Shape, layout: Layout) -> Result<Tensor> {
+    let Shape { b, hq, hkv, nq, nk, d } = s;
     let dtype = q.dtype();
-    let f32s = |t: &Tensor| -> Result<Vec<f32>> {
-        t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
-    };
-    let (qs, ks, vs) = (f32s(q)?, f32s(k)?, f32s(v)?);
     let bias = match key_bias {
-        Some(kb) => Some(f32s(kb)?),
+        Some(kb) => Some(kb.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
         None => None,
     };
     let groups = hq / hkv;
     let width = hq * d;
-    let mut out = vec![0f32; b * nq * width];
+    let (q_rs, kv_rs) = (layout.row_stride(hq, d), layout.row_stride(hkv, d));
+    let mut out = crate::cpu::par_zeroed(b * nq * width);
     let out_ptr = SendPtr(out.as_mut_ptr());
     // Queries go in blocks whose score rows stay in cache (~512 KiB) between the two gemms:
     // with 4096 keys (a 64x64 latent) a whole score matrix is 64 MiB per head, and
     // softmax passes over it ran at memory speed.
-    let sbf: usize = std::env::var("SBF")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(SCORE_BLOCK_FLOATS);
-    let block = (sbf / nk.max(1)).clamp(1, nq.max(1));
-    (0..b * hq).into_par_iter().for_each(|task| {
-        let (bi, h) = (task / hq, task % hq);
-        let kvh = h / groups;
-        let qh = &qs[(bi * hq + h) * nq * d..][..nq * d];
-        let kh = &ks[(bi * hkv + kvh) * nk * d..][..nk * d];
-        let vh = &vs[(bi * hkv + kvh) * nk * d..][..nk * d];
-        let kb = bias.as_ref().map(|bv| &bv[bi * nk..(bi + 1) * nk]);
-        let mut scores = vec![0f32; block * nk];
-        let mut inv_sums = vec![0f32; block];
-        for q0 in (0..nq).step_by(block) {
-            let rows = block.min(nq - q0);
-            let scores = &mut scores[..rows * nk];
-            // Safety: every pointer/stride pair stays inside its slice (row-major layouts
-            // above); each task writes a disjoint column block of `out`.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    nk,
-                    d,
-                    scores.as_mut_ptr(),
-                    1,
-                    nk as isize,
-                    false,
-                    qh.as_ptr().add(q0 * d),
-                    1,
-                    d as isize,
-                    kh.as_ptr(),
-                    d as isize,
-                    1,
-                    0.0,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            for (row, inv) in scores.chunks_mut(nk).zip(inv_sums.iter_mut()) {
-                if let Some(kb) = kb {
-                    for (s, &x) in row.iter_mut().zip(kb) {
-                        *s += x;
+    let block = (SCORE_BLOCK_FLOATS / nk.max(1)).clamp(1, nq.max(1));
+    crate::cpu::with_f32(q, |qs| {
+        crate::cpu::with_f32(k, |ks| {
+            crate::cpu::with_f32(v, |vs| {
+                (0..b * hq).into_par_iter().for_each(|task| {
+                    let (bi, h) = (task / hq, task % hq);
+                    let kvh = h / groups;
+                    let qh = &qs[layout.offset(bi, h, hq, nq, d)..];
+                    let kh = &ks[layout.offset(bi, kvh, hkv, nk, d)..];
+                    let vh = &vs[layout.offset(bi, kvh, hkv, nk, d)..];
+                    let kb = bias.as_ref().map(|bv| &bv[bi * nk..(bi + 1) * nk]);
+                    let mut scores = vec![0f32; block * nk];
+                    let mut inv_sums = vec![0f32; block];
+                    for q0 in (0..nq).step_by(block) {
+                        let rows = block.min(nq - q0);
+                        let scores = &mut scores[..rows * nk];
+                        // Safety: every pointer/stride pair stays inside its slice (the
+                        // layouts above: the last row of a head ends at offset
+                        // (n - 1) * row_stride + d); each task writes a disjoint column
+                        // block of `out`.
+                        unsafe {
+                            gemm::gemm(
+                                rows, nk, d,
+                                scores.as_mut_ptr(), 1, nk as isize, false,
+                                qh.as_ptr().add(q0 * q_rs), 1, q_rs as isize,
+                                kh.as_ptr(), kv_rs as isize, 1,
+                                0.0, scale,
+                                false, false, false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                        for (row, inv) in scores.chunks_mut(nk).zip(inv_sums.iter_mut()) {
+                            if let Some(kb) = kb {
+                                for (s, &x) in row.iter_mut().zip(kb) {
+                                    *s += x;
+                                }
+                            }
+                            let max = crate::fastmath::max(row);
+                            *inv = 1.0 / crate::fastmath::exp_sub_sum(row, max);
+                        }
+                        let dst = out_ptr;
+                        unsafe {
+                            let dst = dst.0.add(bi * nq * width + q0 * width + h * d);
+                            gemm::gemm(
+                                rows, d, nk,
+                                dst, 1, width as isize, false,
+                                scores.as_ptr(), 1, nk as isize,
+                                vh.as_ptr(), 1, kv_rs as isize,
+                                0.0, 1.0,
+                                false, false, false,
+                                gemm::Parallelism::None,
+                            );
+                            // normalise the d outputs of each row instead of its nk probabilities
+                            for (r, &inv) in inv_sums[..rows].iter().enumerate() {
+                                for x in std::slice::from_raw_parts_mut(dst.add(r * width), d) {
+                                    *x *= inv;
+                                }
+                            }
+                        }
                     }
-                }
-                let max = crate::fastmath::max(row);
-                *inv = 1.0 / crate::fastmath::exp_sub_sum(row, max);
-            }
-            let dst = out_ptr;
-            unsafe {
-                let dst = dst.0.add(bi * nq * width + q0 * width + h * d);
-                gemm::gemm(
-                    rows,
-                    d,
-                    nk,
-                    dst,
-                    1,
-                    width as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    nk as isize,
-                    vh.as_ptr(),
-                    1,
-                    d as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-                // normalise the d outputs of each row instead of its nk probabilities
-                for (r, &inv) in inv_sums[..rows].iter().enumerate() {
-                    for x in std::slice::from_raw_parts_mut(dst.add(r * width), d) {
-                        *x *= inv;
-                    }
-                }
-            }
-        }
-    });
+                })
+            })
+        })
+    })???;
     Tensor::from_vec(out, (b, nq, width), &Device::Cpu)?.to_dtype(dtype)
 }
 
@@ -185,6 +218,20 @@ pub fn attention_unfused(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_layout_matches() {
+        let dev = Device::Cpu;
+        let (b, hq, hkv, nq, nk, d) = (2, 4, 2, 9, 300, 8);
+        let q = Tensor::randn(0f32, 1.0, (b, nq, hq * d), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (b, nk, hkv * d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (b, nk, hkv * d), &dev).unwrap();
+        let got = attention_merged(&q, &k, &v, hq, hkv, None, 0.4).unwrap();
+        let split = |t: &Tensor, h: usize, n: usize| t.reshape((b, n, h, d)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        let want = attention_unfused(&split(&q, hq, nq), &split(&k, hkv, nk), &split(&v, hkv, nk), None, 0.4).unwrap();
+        let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-4, "{diff}");
+    }
 
     #[test]
     fn fused_matches_unfused() {

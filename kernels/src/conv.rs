@@ -144,7 +144,7 @@ fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>, epilogue: &Epilo
                out: &mut [f32],
                parallelism: gemm::Parallelism| {
         let stride = items * plane;
-        let mut padded = vec![0f32; c_in * stride];
+        let mut padded = crate::cpu::par_zeroed(c_in * stride);
         let pad_channel = |c: usize, dst: &mut [f32]| {
             for it in 0..items {
                 let src = &xs[((first + it) * c_in + c) * h * w..][..h * w];
@@ -167,7 +167,7 @@ fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>, epilogue: &Epilo
         }
         // output columns: item `it`'s pixel (y, x) is column it * plane + y * wp + x
         let n = (items - 1) * plane + h * wp;
-        let mut acc = vec![0f32; c_out * n];
+        let mut acc = crate::cpu::par_zeroed(c_out * n);
         for tap in 0..9 {
             let shift = (tap / 3) * wp + tap % 3;
             // Safety: lhs is tap `tap`'s [c_out, c_in] block; rhs reads
@@ -227,7 +227,7 @@ fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>, epilogue: &Epilo
     let out = crate::cpu::with_f32(x, |xs| {
         with_residual(epilogue, (b, c_out, h, w), |residual| {
             let adds = Adds { bias, item_bias, residual, c_out };
-            let mut out = vec![0f32; b * c_out * h * w];
+            let mut out = crate::cpu::par_zeroed(b * c_out * h * w);
             if per_item {
                 out.par_chunks_mut(c_out * h * w)
                     .enumerate()
@@ -255,7 +255,7 @@ fn conv1x1(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, epilogue: &Epilog
         crate::cpu::with_f32(x, |xs| {
             with_residual(epilogue, (b, c_out, h, w), |residual| {
                 let adds = Adds { bias, item_bias, residual, c_out };
-                let mut out = vec![0f32; b * c_out * hw];
+                let mut out = crate::cpu::par_zeroed(b * c_out * hw);
                 let run = |it: usize, o: &mut [f32], par: gemm::Parallelism| {
                     // Safety: [c_out, c_in] x [c_in, hw] -> [c_out, hw], all row-major slices.
                     unsafe {

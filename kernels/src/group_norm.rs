@@ -33,7 +33,7 @@ pub fn group_norm(
     let spatial: usize = dims[2..].iter().product();
     let per_group = c / groups * spatial;
     let dtype = x.dtype();
-    let mut data = vec![0f32; x.elem_count()];
+    let mut data = crate::cpu::par_zeroed(x.elem_count());
     let g = gamma.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let bt = beta.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     if g.len() != c || bt.len() != c {

@@ -53,15 +53,10 @@ impl Attention {
 
     /// `xs` `[b, n, dim]`, `context` `[b, m, context_dim]` -> `[b, n, dim]`.
     pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        let (b, n, _) = xs.dims3()?;
         let ctx = context.unwrap_or(xs);
-        let m = ctx.dim(1)?;
-        let split = |t: Tensor, len: usize| t.reshape((b, len, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = split(self.to_q.forward(xs)?, n)?;
-        let k = split(self.to_k.forward(ctx)?, m)?;
-        let v = split(self.to_v.forward(ctx)?, m)?;
+        let (q, k, v) = (self.to_q.forward(xs)?, self.to_k.forward(ctx)?, self.to_v.forward(ctx)?);
         let scale = 1.0 / (self.head_dim as f32).sqrt();
-        let out = stipple_kernels::attention::attention(&q, &k, &v, None, scale)?;
+        let out = stipple_kernels::attention::attention_merged(&q, &k, &v, self.heads, self.heads, None, scale)?;
         self.to_out.forward(&out)
     }
 }
