@@ -9,3 +9,4 @@ pub mod fastmath;
 pub mod gated;
 pub mod group_norm;
 pub mod guided_update;
+pub mod linear;

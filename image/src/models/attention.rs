@@ -5,9 +5,10 @@
 //! VAE's single-head spatial self-attention.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+use stipple_kernels::linear::Linear;
 
-use super::resnet::GroupNorm;
+use super::resnet::{GroupNorm, linear, linear_no_bias};
 
 /// diffusers' `Attention` with the default processor: `to_q`, `to_k`, `to_v` (no bias in
 /// the UNet), `to_out.0`. Keys and values come from the context when one is given.
@@ -27,12 +28,12 @@ impl Attention {
     pub fn new(vb: VarBuilder, dim: usize, context_dim: Option<usize>, heads: usize, head_dim: usize, qkv_bias: bool) -> Result<Self> {
         let inner = heads * head_dim;
         let kv_dim = context_dim.unwrap_or(dim);
-        let lin = |i, o, name: &str| if qkv_bias { candle_nn::linear(i, o, vb.pp(name)) } else { candle_nn::linear_no_bias(i, o, vb.pp(name)) };
+        let lin = |i, o, name: &str| if qkv_bias { linear(vb.pp(name), i, o) } else { linear_no_bias(vb.pp(name), i, o) };
         Ok(Self {
             to_q: lin(dim, inner, "to_q")?,
             to_k: lin(kv_dim, inner, "to_k")?,
             to_v: lin(kv_dim, inner, "to_v")?,
-            to_out: candle_nn::linear(inner, dim, vb.pp("to_out.0"))?,
+            to_out: linear(vb.pp("to_out.0"), inner, dim)?,
             heads,
             head_dim,
         })
@@ -42,10 +43,10 @@ impl Attention {
     /// (`query`, `key`, `value`, `proj_attn`), which older hub VAEs still use.
     pub fn new_legacy_vae(vb: VarBuilder, dim: usize) -> Result<Self> {
         Ok(Self {
-            to_q: candle_nn::linear(dim, dim, vb.pp("query"))?,
-            to_k: candle_nn::linear(dim, dim, vb.pp("key"))?,
-            to_v: candle_nn::linear(dim, dim, vb.pp("value"))?,
-            to_out: candle_nn::linear(dim, dim, vb.pp("proj_attn"))?,
+            to_q: linear(vb.pp("query"), dim, dim)?,
+            to_k: linear(vb.pp("key"), dim, dim)?,
+            to_v: linear(vb.pp("value"), dim, dim)?,
+            to_out: linear(vb.pp("proj_attn"), dim, dim)?,
             heads: 1,
             head_dim: dim,
         })
@@ -72,8 +73,8 @@ impl FeedForward {
     fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
         let inner = 4 * dim;
         Ok(Self {
-            proj_in: candle_nn::linear(dim, 2 * inner, vb.pp("net.0.proj"))?,
-            proj_out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+            proj_in: linear(vb.pp("net.0.proj"), dim, 2 * inner)?,
+            proj_out: linear(vb.pp("net.2"), inner, dim)?,
         })
     }
 
@@ -122,9 +123,9 @@ enum Projection {
 }
 
 impl Projection {
-    fn new(vb: VarBuilder, c_in: usize, c_out: usize, linear: bool) -> Result<Self> {
-        Ok(if linear {
-            Projection::Linear(candle_nn::linear(c_in, c_out, vb)?)
+    fn new(vb: VarBuilder, c_in: usize, c_out: usize, linear_projection: bool) -> Result<Self> {
+        Ok(if linear_projection {
+            Projection::Linear(linear(vb, c_in, c_out)?)
         } else {
             Projection::Conv(super::resnet::conv2d(vb, c_in, c_out, 1, 0, 1)?)
         })

@@ -44,6 +44,16 @@ pub fn conv2d(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usiz
     Conv2d::new(weight, Some(bias), padding, stride)
 }
 
+/// A linear layer (`weight` `[out, in]`, `bias`) on stipple's flat-gemm kernel.
+pub fn linear(vb: VarBuilder, c_in: usize, c_out: usize) -> Result<stipple_kernels::linear::Linear> {
+    stipple_kernels::linear::Linear::new(&vb.get((c_out, c_in), "weight")?, Some(vb.get(c_out, "bias")?))
+}
+
+/// The same without a bias.
+pub fn linear_no_bias(vb: VarBuilder, c_in: usize, c_out: usize) -> Result<stipple_kernels::linear::Linear> {
+    stipple_kernels::linear::Linear::new(&vb.get((c_out, c_in), "weight")?, None)
+}
+
 /// The same without a bias.
 pub fn conv2d_no_bias(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usize, stride: usize) -> Result<Conv2d> {
     Conv2d::new(vb.get((c_out, c_in, k, k), "weight")?, None, padding, stride)
