@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import diffusers
 from diffusers import (
-    DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+    DDIMScheduler, DDPMScheduler, PNDMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler,
     UniPCMultistepScheduler,
 )
@@ -58,6 +58,7 @@ SAMPLERS = {
     "ddpm": (DDPMScheduler, {}, {}),
     "ddim": (DDIMScheduler, {}, {}),
     "ddim-eta": (DDIMScheduler, {}, {"eta": 0.6}),
+    "pndm": (PNDMScheduler, {"skip_prk_steps": True}, {}),
     "euler": (EulerDiscreteScheduler, {}, {}),
     "euler-karras": (EulerDiscreteScheduler, {"use_karras_sigmas": True}, {}),
     "euler-exponential": (EulerDiscreteScheduler, {"use_exponential_sigmas": True}, {}),
@@ -96,7 +97,7 @@ class NoiseRecorder:
         return torch.from_numpy(x).to(dtype or torch.float32)
 
 
-MODULES = [diffusers.schedulers.scheduling_ddpm, diffusers.schedulers.scheduling_ddim,
+MODULES = [diffusers.schedulers.scheduling_ddpm, diffusers.schedulers.scheduling_ddim, diffusers.schedulers.scheduling_pndm,
            diffusers.schedulers.scheduling_euler_discrete, diffusers.schedulers.scheduling_euler_ancestral_discrete,
            diffusers.schedulers.scheduling_dpmsolver_multistep, diffusers.schedulers.scheduling_lcm,
            diffusers.schedulers.scheduling_flow_match_euler_discrete]
@@ -184,6 +185,9 @@ def applies(config_name, sampler):
         return False
     if sampler == "lcm":
         return config_name in ("sd15", "sdturbo", "zsnr")
+    if sampler == "pndm":
+        # PLMS as Stable Diffusion configs use it (PNDM has no zero-SNR rescale option)
+        return config_name in ("sd15", "sd21v", "sdturbo")
     return True
 
 

@@ -56,6 +56,7 @@ fn load(name: &str) -> Golden {
 fn spec_for(name: &str) -> (SamplerSpec, serde_json::Value) {
     let (user, overrides) = match name {
         "ddim-eta" => ("ddim", serde_json::json!({"eta": 0.6})),
+        "pndm" => ("pndm", serde_json::json!({"skip_prk_steps": true})),
         "euler-karras" => ("euler", serde_json::json!({"use_karras_sigmas": true})),
         "euler-exponential" => ("euler", serde_json::json!({"use_exponential_sigmas": true})),
         "heun-karras" => ("heun", serde_json::json!({"use_karras_sigmas": true})),

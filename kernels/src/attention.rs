@@ -229,7 +229,7 @@ mod tests {
         let got = attention_merged(&q, &k, &v, hq, hkv, None, 0.4).unwrap();
         let split = |t: &Tensor, h: usize, n: usize| t.reshape((b, n, h, d)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
         let want = attention_unfused(&split(&q, hq, nq), &split(&k, hkv, nk), &split(&v, hkv, nk), None, 0.4).unwrap();
-        let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = crate::test_util::max_abs_diff(&got, &want);
         assert!(diff < 1e-4, "{diff}");
     }
 
@@ -254,14 +254,7 @@ mod tests {
             let got = attention(&q, &k, &v, bias.as_ref(), 0.3).unwrap();
             let want = attention_unfused(&q, &k, &v, bias.as_ref(), 0.3).unwrap();
             assert_eq!(got.dims(), &[b, nq, hq * d]);
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::test_util::max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "{b} {hq} {hkv} {nq} {nk} {d}: {diff}");
         }
     }

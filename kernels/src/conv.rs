@@ -403,16 +403,7 @@ mod tests {
             let got = conv3x3(&x, &wt, bs.as_ref()).unwrap();
             let want = conv3x3_unfused(&x, &wt, bs.as_ref()).unwrap();
             assert_eq!(got.dims(), want.dims());
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::test_util::max_abs_diff(&got, &want);
             assert!(diff < 1e-4, "{b}x{ci}->{co} {h}x{w}: {diff}");
         }
     }
@@ -431,7 +422,7 @@ mod tests {
                 let got = Conv2d::new(wt.clone(), Some(bias.clone()), k / 2, 1).unwrap().forward_with(&x, &e).unwrap();
                 let want = ((x.conv2d(&wt, k / 2, 1, 1, 1).unwrap().broadcast_add(&bias.reshape((1, 4, 1, 1)).unwrap()).unwrap()
                     .broadcast_add(&item_bias.reshape((b, 4, 1, 1)).unwrap())).unwrap() + &residual).unwrap();
-                let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                let diff = crate::test_util::max_abs_diff(&got, &want);
                 assert!(diff < 1e-4, "k {k}, {b}x{h}x{w}: {diff}");
             }
         }
@@ -452,18 +443,6 @@ mod tests {
             .forward(&x)
             .unwrap();
         let want = conv3x3_unfused(&x, &wt, None).unwrap();
-        assert!(
-            (same - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                < 1e-4
-        );
+        assert!(crate::test_util::max_abs_diff(&same, &want) < 1e-4);
     }
 }

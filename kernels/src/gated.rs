@@ -198,14 +198,7 @@ mod tests {
                     .to_dtype(DType::F32)
                     .unwrap();
                 assert_eq!(got.dims(), &[3, 5, 37]);
-                let diff = (got - &want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = crate::test_util::max_abs_diff(&got, &want);
                 // relative to the largest output (bf16 keeps 8 bits of mantissa)
                 let scale = want
                     .abs()

@@ -204,16 +204,7 @@ mod tests {
             let beta = Tensor::randn(0f32, 0.3, c, &dev).unwrap();
             let got = group_norm(&x, groups, &gamma, &beta, 1e-5, silu).unwrap();
             let want = group_norm_unfused(&x, groups, &gamma, &beta, 1e-5, silu).unwrap();
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::test_util::max_abs_diff(&got, &want);
             assert!(diff < 1e-4, "{shape:?} {groups} {silu}: {diff}");
         }
         assert!(

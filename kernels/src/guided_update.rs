@@ -98,7 +98,7 @@ mod tests {
         let (x, c, u) = (draw(), draw(), draw());
         let fused = guided_linear_step(&x, &c, &u, 7.5, 0.98, -0.12).unwrap();
         let plain = guided_linear_step_unfused(&x, &c, &u, 7.5, 0.98, -0.12).unwrap();
-        let diff = (fused - plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = crate::test_util::max_abs_diff(&fused, &plain);
         assert!(diff < 1e-5, "{diff}");
     }
 

@@ -92,7 +92,7 @@ mod tests {
             let got = Linear::new(&w, b.clone()).unwrap().forward(&x).unwrap();
             let want = candle_core::Module::forward(&candle_core_linear(w, b), &x).unwrap();
             assert_eq!(got.dims(), want.dims());
-            let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let diff = crate::test_util::max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "{shape:?}: {diff}");
         }
     }
