@@ -53,7 +53,7 @@ enum Command {
     /// Generate images with a Stable Diffusion-family model.
     Image(stipple::cli::image::ImageArgs),
     /// Generate music as spectrograms (Riffusion), or convert audio <-> spectrograms.
-    Audio(Pending),
+    Audio(stipple::cli::audio::AudioArgs),
     /// Run a batch of jobs from a file.
     Batch(Pending),
     /// Open the desktop studio.
@@ -96,10 +96,9 @@ struct ScheduleArgs {
 /// Where the work for each pending command is tracked.
 fn pending_issue(command: &Command) -> Option<(&'static str, u32)> {
     match command {
-        Command::Audio(_) => Some(("audio", 5)),
         Command::Batch(_) => Some(("batch", 6)),
         Command::Studio(_) => Some(("studio", 6)),
-        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) | Command::Image(_) | Command::Bench(_) => None,
+        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) | Command::Image(_) | Command::Audio(_) | Command::Bench(_) => None,
     }
 }
 
@@ -155,6 +154,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Text(args) => stipple::cli::text::run(&global, args),
         Command::Infill(args) => stipple::cli::infill::run(&global, args),
         Command::Image(args) => stipple::cli::image::run(&global, args),
+        Command::Audio(args) => stipple::cli::audio::run(&global, args),
         Command::Bench(args) => stipple::cli::bench::run(&global, args),
         _ => unreachable!("pending commands return above"),
     }

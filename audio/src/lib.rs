@@ -1,5 +1,22 @@
-//! stipple-audio: spectrogram music diffusion (Riffusion) and its audio codec for stipple.
+//! stipple-audio: music as spectrogram images (Riffusion) on the shared core.
 //!
-//! Planned (issue #5): mel spectrogram <-> audio with Riffusion's parameters, Griffin-Lim,
-//! text-to-music with seamless continuation, audio-to-audio, interpolation and loops.
-//! Nothing is implemented here yet; `stipple audio` says so.
+//! The codec is pure Rust: [`stft`] (torch-compatible STFT / inverse), [`mel`] (torchaudio's
+//! mel filterbank and its least-squares inverse), [`griffin_lim`] (phase reconstruction),
+//! [`spectrogram_image`] (Riffusion's image mapping and EXIF parameters), [`wav`] (WAV
+//! in and out, resampling) and [`codec`], which ties them to one [`params::SpectrogramParams`].
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod griffin_lim;
+pub mod mel;
+pub mod params;
+pub mod pipeline;
+pub mod spectrogram_image;
+pub mod stft;
+pub mod wav;
+
+pub use codec::{Mel, SpectrogramCodec};
+pub use pipeline::{MusicOutput, MusicRequest, Riffusion};
+pub use error::{AudioError, Result};
+pub use params::SpectrogramParams;

@@ -8,7 +8,8 @@
 //! * Discrete masked diffusion (text): [`discrete`] (commit schedules, confidence,
 //!   position choice, token sampling).
 //! * Shared plumbing: [`guidance`] (classifier-free guidance), [`noise`] (portable seeded
-//!   noise), [`progress`] (progress events and cancellation).
+//!   noise), [`progress`] (progress events and cancellation), [`output`] (writing users'
+//!   files without half-written or clobbered results).
 #![warn(missing_docs)]
 
 pub mod config;
@@ -16,6 +17,7 @@ pub mod discrete;
 pub mod error;
 pub mod guidance;
 pub mod noise;
+pub mod output;
 pub mod prediction;
 pub mod progress;
 pub mod samplers;

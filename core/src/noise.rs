@@ -85,6 +85,48 @@ impl NoiseSource for PortableRng {
     }
 }
 
+/// Spherical interpolation between two noise streams: every draw is `slerp(t, a, b)` of
+/// one draw from each, so a walk from `t = 0` to `1` morphs one seed's picture into the
+/// other's while the noise keeps unit variance (Riffusion's interpolation; a linear mix
+/// would shrink it). Uniform draws come from `a`.
+#[derive(Clone, Debug)]
+pub struct SlerpNoise<A, B> {
+    /// The stream at `t = 0`.
+    pub a: A,
+    /// The stream at `t = 1`.
+    pub b: B,
+    /// The position between them, in [0, 1].
+    pub t: f64,
+}
+
+/// `slerp(t, v0, v1)` over whole tensors (treated as flat vectors), falling back to a
+/// linear mix when they are nearly parallel, as Riffusion's `torch_util.slerp` does.
+pub fn slerp(t: f64, v0: &Tensor, v1: &Tensor) -> Result<Tensor> {
+    let dtype = v0.dtype();
+    let (a, b) = (v0.to_dtype(DType::F64)?, v1.to_dtype(DType::F64)?);
+    let norm = |x: &Tensor| -> Result<f64> { Ok(x.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt()) };
+    let dot = (a.mul(&b)?.sum_all()?.to_scalar::<f64>()? / (norm(&a)? * norm(&b)?)).clamp(-1.0, 1.0);
+    let out = if dot.abs() > 0.9995 || !dot.is_finite() {
+        ((&a * (1.0 - t))? + (&b * t)?)?
+    } else {
+        let theta0 = dot.acos();
+        let (s0, s1) = (((1.0 - t) * theta0).sin() / theta0.sin(), (t * theta0).sin() / theta0.sin());
+        ((&a * s0)? + (&b * s1)?)?
+    };
+    Ok(out.to_dtype(dtype)?)
+}
+
+impl<A: NoiseSource, B: NoiseSource> NoiseSource for SlerpNoise<A, B> {
+    fn randn_like(&mut self, like: &Tensor) -> Result<Tensor> {
+        let (x, y) = (self.a.randn_like(like)?, self.b.randn_like(like)?);
+        slerp(self.t, &x, &y)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        self.a.uniform()
+    }
+}
+
 /// Noise replayed from a fixed list (used to reproduce reference runs whose noise was recorded).
 #[derive(Clone, Debug, Default)]
 pub struct ReplayNoise {
@@ -130,6 +172,26 @@ impl NoiseSource for ReplayNoise {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slerp_ends_and_midpoint() {
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[1f32, 0.0], &dev).unwrap();
+        let b = Tensor::new(&[0f32, 1.0], &dev).unwrap();
+        let v = |t: f64| slerp(t, &a, &b).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(v(0.0), vec![1.0, 0.0]);
+        assert!((v(1.0)[1] - 1.0).abs() < 1e-6);
+        // on the arc: unit length halfway, unlike a linear mix (0.707)
+        let m = v(0.5);
+        assert!(((m[0] * m[0] + m[1] * m[1]).sqrt() - 1.0).abs() < 1e-6 && (m[0] - m[1]).abs() < 1e-6);
+        // parallel vectors mix linearly
+        let c = Tensor::new(&[2f32, 0.0], &dev).unwrap();
+        assert_eq!(slerp(0.5, &a, &c).unwrap().to_vec1::<f32>().unwrap(), vec![1.5, 0.0]);
+        let mut s = SlerpNoise { a: PortableRng::new(1), b: PortableRng::new(2), t: 0.0 };
+        let x = s.randn_like(&Tensor::zeros(8, DType::F32, &dev).unwrap()).unwrap();
+        let want = PortableRng::new(1).randn(8, DType::F32, &dev).unwrap();
+        assert_eq!(x.to_vec1::<f32>().unwrap(), want.to_vec1::<f32>().unwrap());
+    }
 
     #[test]
     fn same_seed_same_noise_and_streams_differ() {

@@ -23,6 +23,12 @@ pub enum Error {
     InvalidArgument(String),
 }
 
+impl From<stipple_core::output::OutputError> for Error {
+    fn from(e: stipple_core::output::OutputError) -> Self {
+        Error::Image(e.to_string())
+    }
+}
+
 /// The image backend's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -19,4 +19,4 @@ pub mod preview;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
-pub use pipeline::{ImageOutput, ImageRequest, StableDiffusion};
+pub use pipeline::{ImageOutput, ImageRequest, PromptBlend, StableDiffusion};

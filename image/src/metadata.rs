@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::RgbImage;
 
@@ -115,25 +115,9 @@ fn is_latin1(s: &str) -> bool {
 }
 
 /// Writes `img` to `path` as PNG, with the parameters unless `info` is `None`. Refuses
-/// to replace an existing file unless `overwrite`.
+/// to replace an existing file unless `overwrite`; see [`stipple_core::output`].
 pub fn write_png(path: &Path, img: &RgbImage, info: Option<&GenerationInfo>, overwrite: bool) -> Result<()> {
-    if !overwrite && path.exists() {
-        return Err(Error::Image(format!("{} already exists (pass --overwrite to replace it)", path.display())));
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        return Err(Error::Image(format!("{}: no such folder", dir.display())));
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image.png".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = encode(&tmp, img, info).and_then(|()| place(&tmp, path, overwrite));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    stipple_core::output::write_file(path, overwrite, |tmp| encode(tmp, img, info))
 }
 
 fn encode(tmp: &Path, img: &RgbImage, info: Option<&GenerationInfo>) -> Result<()> {
@@ -156,27 +140,6 @@ fn encode(tmp: &Path, img: &RgbImage, info: Option<&GenerationInfo>) -> Result<(
     writer.write_image_data(img.as_raw()).map_err(png_err)?;
     writer.finish().map_err(png_err)?;
     Ok(())
-}
-
-/// Moves the finished temporary file into place: a rename when replacing is allowed, a
-/// hard link (which fails if the name exists) otherwise, so a file created meanwhile survives.
-fn place(tmp: &Path, path: &Path, overwrite: bool) -> Result<()> {
-    let err = |e: std::io::Error| Error::Image(format!("{}: {e}", path.display()));
-    if overwrite {
-        return std::fs::rename(tmp, path).map_err(err);
-    }
-    match std::fs::hard_link(tmp, path) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(tmp);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(Error::Image(format!("{} already exists (pass --overwrite to replace it)", path.display())))
-        }
-        // File systems without hard links: fall back to a rename after re-checking.
-        Err(_) if !path.exists() => std::fs::rename(tmp, path).map_err(err),
-        Err(e) => Err(err(e)),
-    }
 }
 
 /// The text chunks of a PNG file (tEXt, zTXt and iTXt), by keyword.

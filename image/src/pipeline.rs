@@ -92,6 +92,18 @@ pub struct ImageRequest {
     /// Unit-variance initial noise `[batch, 4, h/f, w/f]` (diffusers' `latents=`), used
     /// instead of the first noise draw.
     pub latents: Option<Tensor>,
+    /// Conditioning moved towards a second prompt (Riffusion-style interpolation).
+    pub prompt_blend: Option<PromptBlend>,
+}
+
+/// A second prompt whose text embeddings are mixed into the first's:
+/// `e = e_prompt + weight * (e_other - e_prompt)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptBlend {
+    /// The prompt blended towards.
+    pub prompt: String,
+    /// 0 keeps the request's prompt, 1 gives this one.
+    pub weight: f64,
 }
 
 impl Default for ImageRequest {
@@ -110,6 +122,7 @@ impl Default for ImageRequest {
             strength: 0.8,
             mask: None,
             latents: None,
+            prompt_blend: None,
         }
     }
 }
@@ -385,7 +398,19 @@ impl StableDiffusion {
         }
 
         // Text conditioning, [uncond; cond] when guided.
-        let (cond, pooled) = self.encode_prompt(&req.prompt, b)?;
+        let (mut cond, mut pooled) = self.encode_prompt(&req.prompt, b)?;
+        if let Some(blend) = &req.prompt_blend {
+            if !blend.weight.is_finite() {
+                return Err(invalid(format!("prompt blend weight must be finite, got {}", blend.weight)));
+            }
+            let (other, other_pooled) = self.encode_prompt(&blend.prompt, b)?;
+            let lerp = |a: &Tensor, b: &Tensor| -> Result<Tensor> { Ok((a + ((b - a)? * blend.weight)?)?) };
+            cond = lerp(&cond, &other)?;
+            pooled = match (pooled, other_pooled) {
+                (Some(p), Some(o)) => Some(lerp(&p, &o)?),
+                (p, _) => p,
+            };
+        }
         let (context, text_embeds) = if cfg {
             let zero_negative = self.kind() == ModelKind::Xl && req.negative_prompt.is_none() && self.force_zeros_for_empty_prompt;
             let (neg, neg_pooled) = if zero_negative {

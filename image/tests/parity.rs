@@ -48,6 +48,7 @@ pub fn request(case: &Value, fixtures: &Path) -> Result<ImageRequest> {
         strength: case["strength"].as_f64().unwrap_or(1.0),
         mask: if kind == "inpaint" { Some(open("mask.png")?) } else { None },
         latents: None,
+        prompt_blend: None,
     })
 }
 

@@ -62,6 +62,10 @@ impl Taps {
 /// stacked into one set of (parallel) gemms, so the weights are read once for all items.
 const PER_ITEM_MIN_PIXELS: usize = 1024;
 
+/// Spatial sizes from which even-sized maps take the Winograd path (its per-call filter
+/// transform and extra memory passes cost more than they save on smaller maps).
+const WINOGRAD_MIN_PIXELS: usize = 256;
+
 /// What is added to a convolution's output as it is written: the layer bias `[c_out]`,
 /// a per-item channel bias `[b, c_out]` (a residual block's time embedding) and a
 /// residual `[b, c_out, h, w]` (its skip connection).
@@ -74,16 +78,16 @@ pub struct Epilogue<'a> {
 }
 
 /// The epilogue as plain values.
-struct Adds<'a> {
+pub(crate) struct Adds<'a> {
     bias: Vec<f32>,
     item_bias: Option<Vec<f32>>,
-    residual: Option<&'a [f32]>,
+    pub(crate) residual: Option<&'a [f32]>,
     c_out: usize,
 }
 
 impl Adds<'_> {
     /// The constant added to every pixel of channel `o` of item `it`.
-    fn channel(&self, it: usize, o: usize) -> f32 {
+    pub(crate) fn channel(&self, it: usize, o: usize) -> f32 {
         self.bias[o] + self.item_bias.as_ref().map_or(0.0, |v| v[it * self.c_out + o])
     }
 }
@@ -228,7 +232,9 @@ fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>, epilogue: &Epilo
         with_residual(epilogue, (b, c_out, h, w), |residual| {
             let adds = Adds { bias, item_bias, residual, c_out };
             let mut out = crate::cpu::par_zeroed(b * c_out * h * w);
-            if per_item {
+            if h % 2 == 0 && w % 2 == 0 && h * w >= WINOGRAD_MIN_PIXELS {
+                crate::winograd::conv3x3(xs, (b, c_in, h, w), &taps.data, c_out, &adds, &mut out);
+            } else if per_item {
                 out.par_chunks_mut(c_out * h * w)
                     .enumerate()
                     .for_each(|(bi, o)| run(xs, &adds, bi, 1, o, gemm::Parallelism::None));
@@ -389,13 +395,19 @@ mod tests {
     #[test]
     fn fused_matches_candle() {
         let dev = Device::Cpu;
-        // small sizes take the stacked-batch path, 40x40 the per-item one
+        // small sizes take the stacked-batch path, odd sizes from 1024 pixels the per-item
+        // one, even sizes from 1024 pixels Winograd's
         for (b, ci, co, h, w, bias) in [
             (1, 3, 5, 7, 9, true),
             (2, 8, 4, 5, 5, false),
             (3, 16, 16, 1, 6, true),
             (1, 4, 2, 12, 3, true),
             (3, 4, 6, 40, 40, true),
+            (2, 5, 7, 32, 34, false),
+            (2, 3, 2, 33, 35, true),
+            (1, 40, 24, 64, 32, true),
+            // several Winograd passes, one straddling the two items
+            (2, 2, 3, 66, 130, true),
         ] {
             let x = Tensor::randn(0f32, 1.0, (b, ci, h, w), &dev).unwrap();
             let wt = Tensor::randn(0f32, 1.0, (co, ci, 3, 3), &dev).unwrap();

@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_tiles;
 pub mod confidence;
 pub mod conv;
 pub mod cpu;
@@ -10,6 +12,7 @@ pub mod gated;
 pub mod group_norm;
 pub mod guided_update;
 pub mod linear;
+mod winograd;
 
 /// Helpers shared by the kernels' tests.
 #[cfg(test)]

@@ -98,11 +98,11 @@ pub struct ImageArgs {
     pub no_metadata: bool,
 }
 
-/// Progress bar plus optional preview file.
-struct ImageProgress<'a> {
-    bar: BarProgress,
-    preview: Option<(Previewer<'a>, &'a Path)>,
-    error: Option<String>,
+/// Progress bar plus optional preview file (also drives `stipple audio`'s spectrogram previews).
+pub(crate) struct ImageProgress<'a> {
+    pub(crate) bar: BarProgress,
+    pub(crate) preview: Option<(Previewer<'a>, &'a Path)>,
+    pub(crate) error: Option<String>,
 }
 
 impl Progress<Tensor> for ImageProgress<'_> {
@@ -120,7 +120,7 @@ impl Progress<Tensor> for ImageProgress<'_> {
     }
 }
 
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     // splitmix64 of the clock and the process id, so two runs in the same tick differ
     let mut z = (t as u64) ^ ((std::process::id() as u64) << 32);
@@ -211,6 +211,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         strength: args.strength,
         mask,
         latents,
+        prompt_blend: None,
     };
     // Check sizes and settings before any work, so mistakes cost nothing.
     let (width, height) = pipe.output_size(&req)?;

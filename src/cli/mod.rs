@@ -1,6 +1,7 @@
 //! The command-line front end's pieces: global options, progress bars, and one module
 //! per command.
 
+pub mod audio;
 pub mod bench;
 pub mod device;
 pub mod image;

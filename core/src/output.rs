@@ -1,0 +1,98 @@
+//! Writing users' files safely, for every modality: the data goes to a temporary file
+//! beside the target and is moved into place only when complete, so a failed or
+//! interrupted write never leaves a half-written file, and an existing file is replaced
+//! only when the caller allows it.
+
+use std::path::{Path, PathBuf};
+
+/// Why a file could not be put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The target exists and replacing was not allowed.
+    #[error("{0} already exists (pass --overwrite to replace it)")]
+    Exists(PathBuf),
+    /// The target's folder does not exist.
+    #[error("{0}: no such folder")]
+    NoFolder(PathBuf),
+    /// A file-system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Writes `path` through `write`, which fills the temporary file it is given. Without
+/// `overwrite` an existing `path` is an error and is never touched, even if it appears
+/// while `write` runs (the finished file is hard-linked into place, which fails on an
+/// existing name). The temporary file is removed on failure.
+pub fn write_file<E: From<OutputError>>(path: &Path, overwrite: bool, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
+    if !overwrite && path.exists() {
+        return Err(OutputError::Exists(path.to_path_buf()).into());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(OutputError::NoFolder(dir).into());
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = write(&tmp).and_then(|()| place(&tmp, path, overwrite).map_err(E::from));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Moves the finished temporary file into place: a rename when replacing is allowed, a
+/// hard link (which fails if the name exists) otherwise, so a file created meanwhile survives.
+fn place(tmp: &Path, path: &Path, overwrite: bool) -> Result<(), OutputError> {
+    let err = |source: std::io::Error| OutputError::Io { path: path.to_path_buf(), source };
+    if overwrite {
+        return std::fs::rename(tmp, path).map_err(err);
+    }
+    match std::fs::hard_link(tmp, path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(OutputError::Exists(path.to_path_buf())),
+        // File systems without hard links: fall back to a rename after re-checking.
+        Err(_) if !path.exists() => std::fs::rename(tmp, path).map_err(err),
+        Err(e) => Err(err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_refuses_to_replace_and_cleans_up() {
+        let dir = std::env::temp_dir().join(format!("stipple-output-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("a.bin");
+        let _ = std::fs::remove_file(&target);
+        write_file::<OutputError>(&target, false, |tmp| std::fs::write(tmp, b"one").map_err(|source| OutputError::Io { path: tmp.into(), source })).unwrap();
+        let again = write_file::<OutputError>(&target, false, |tmp| std::fs::write(tmp, b"two").map_err(|source| OutputError::Io { path: tmp.into(), source }));
+        assert!(matches!(again, Err(OutputError::Exists(_))));
+        assert_eq!(std::fs::read(&target).unwrap(), b"one");
+        // a failing writer leaves neither the target nor a temporary file
+        let failed = write_file::<OutputError>(&dir.join("b.bin"), false, |tmp| {
+            std::fs::write(tmp, b"half").unwrap();
+            Err(OutputError::NoFolder(tmp.into()))
+        });
+        assert!(failed.is_err());
+        assert!(!dir.join("b.bin").exists());
+        write_file::<OutputError>(&target, true, |tmp| std::fs::write(tmp, b"three").map_err(|source| OutputError::Io { path: tmp.into(), source })).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"three");
+        let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")).count();
+        assert_eq!(leftovers, 0);
+        assert!(matches!(write_file::<OutputError>(&dir.join("nope/x.bin"), false, |_| Ok(())), Err(OutputError::NoFolder(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
