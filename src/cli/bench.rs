@@ -29,6 +29,29 @@ pub enum BenchWhat {
     Text(TextBench),
     /// One UNet evaluation of an image model, as a guided sampling step makes it.
     Image(ImageBench),
+    /// Rendering a spectrogram (inverse mel + Griffin-Lim), and optionally the whole
+    /// text-to-music path's real-time factor with a model.
+    Audio(AudioBench),
+}
+
+/// `stipple bench audio` arguments.
+#[derive(Args, Debug)]
+pub struct AudioBench {
+    /// Seconds of audio to render (5.12 = one Riffusion window).
+    #[arg(long, default_value_t = 5.12)]
+    pub seconds: f64,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Also time text-to-music with this model (a Riffusion-layout folder).
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
+    /// Denoising steps per window for the text-to-music timing.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// A reference run (JSON with render_median_s, from tools/bench_audio_reference.py) to compare with.
+    #[arg(long)]
+    pub reference: Option<std::path::PathBuf>,
 }
 
 /// `stipple bench image` arguments.
@@ -100,6 +123,7 @@ pub fn run(g: &Global, args: &BenchArgs) -> Result<()> {
     match &args.what {
         BenchWhat::Text(t) => text(g, t),
         BenchWhat::Image(i) => image(g, i),
+        BenchWhat::Audio(a) => audio(g, a),
     }
 }
 
@@ -244,6 +268,83 @@ fn image(g: &Global, args: &ImageBench) -> Result<()> {
         println!("{}: median {:.3} s over {} runs", out["what"].as_str().unwrap_or_default(), med, args.runs);
         if let Some(s) = out.get("speedup_vs_reference") {
             println!("reference median {:.3} s: stipple is {:.2}x its speed", out["reference_median_s"], s.as_f64().unwrap_or(0.0));
+        }
+    }
+    Ok(())
+}
+
+fn audio(g: &Global, args: &AudioBench) -> Result<()> {
+    use stipple_audio::griffin_lim::PhaseInit;
+    use stipple_audio::{MusicRequest, Riffusion, SpectrogramCodec, SpectrogramParams};
+
+    if args.runs == 0 || !(args.seconds > 0.0) {
+        bail!("--runs must be at least 1 and --seconds positive");
+    }
+    // Riffusion's parameters on a deterministic two-tone signal with clicks, the same
+    // signal tools/bench_audio_reference.py renders
+    let params = SpectrogramParams::riffusion();
+    let codec = SpectrogramCodec::new(params.clone())?;
+    let n = (args.seconds * params.sample_rate as f64).round() as usize;
+    let signal: Vec<f32> = (0..n)
+        .map(|i| {
+            let t = i as f64 / params.sample_rate as f64;
+            let click = if (t * 4.0).fract() < 0.01 { 0.5 } else { 0.0 };
+            (0.3 * (2.0 * std::f64::consts::PI * 220.0 * t).sin() + 0.2 * (2.0 * std::f64::consts::PI * 554.37 * t).sin() + click) as f32
+        })
+        .collect();
+    let mel = codec.mel_from_audio(&signal)?;
+    codec.audio_from_mel(&mel, PhaseInit::Random(0))?; // warm-up (FFT plans, pages)
+    let mut times = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        codec.audio_from_mel(&mel, PhaseInit::Random(0))?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let med = median(times.clone());
+    let mut out = json!({
+        "what": format!("stipple inverse mel + Griffin-Lim ({} iterations), {:.2} s at {} Hz, {} mel bins x {} frames", params.griffin_lim_iters, args.seconds, params.sample_rate, mel.n_mels, mel.frames),
+        "threads": rayon_threads(),
+        "render_seconds": times,
+        "render_median_s": med,
+        "render_realtime_factor": med / args.seconds,
+    });
+    if let Some(path) = &args.reference {
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?;
+        let rm = r["render_median_s"].as_f64().context("reference has no render_median_s")?;
+        out["reference_render_median_s"] = json!(rm);
+        out["render_speedup_vs_reference"] = json!(rm / med);
+    }
+    if let Some(model) = &args.model {
+        let riff = Riffusion::load(model, &g.device, g.dtype).with_context(|| format!("loading {}", model.display()))?;
+        let seconds = riff.codec().params().seconds_for_columns(riff.window_columns());
+        let req = MusicRequest { prompt: "a jazz piano trio".into(), seconds: Some(seconds), steps: Some(args.steps), seed: g.seed.unwrap_or(0), ..MusicRequest::default() };
+        let cancel = stipple_core::progress::CancelToken::new();
+        let mut runs = Vec::with_capacity(args.runs);
+        for _ in 0..args.runs {
+            let t = Instant::now();
+            let music = riff.generate(&req, &mut stipple_core::progress::NoProgress, &cancel)?;
+            runs.push((t.elapsed().as_secs_f64(), music.diffusion_seconds, music.render_seconds));
+        }
+        let total = median(runs.iter().map(|r| r.0).collect());
+        out["music"] = json!({
+            "model": model,
+            "seconds_of_audio": seconds,
+            "steps": args.steps,
+            "median_s": total,
+            "diffusion_median_s": median(runs.iter().map(|r| r.1).collect()),
+            "render_median_s": median(runs.iter().map(|r| r.2).collect()),
+            "realtime_factor": total / seconds,
+        });
+    }
+    if g.json {
+        println!("{out}");
+    } else {
+        println!("{}: median {med:.3} s ({:.3}x real time)", out["what"].as_str().unwrap_or_default(), med / args.seconds);
+        if let Some(s) = out.get("render_speedup_vs_reference") {
+            println!("reference (torchaudio) median {:.3} s: stipple is {:.2}x its speed", out["reference_render_median_s"], s.as_f64().unwrap_or(0.0));
+        }
+        if let Some(m) = out.get("music") {
+            println!("text-to-music, {} steps: {:.2} s for {:.2} s of audio (real-time factor {:.2})", args.steps, m["median_s"].as_f64().unwrap_or(0.0), m["seconds_of_audio"].as_f64().unwrap_or(0.0), m["realtime_factor"].as_f64().unwrap_or(0.0));
         }
     }
     Ok(())
