@@ -9,13 +9,14 @@
 //!   position choice, token sampling).
 //! * Shared plumbing: [`guidance`] (classifier-free guidance), [`noise`] (portable seeded
 //!   noise), [`progress`] (progress events and cancellation), [`output`] (writing users'
-//!   files without half-written or clobbered results).
+//!   files without half-written or clobbered results), [`hub`] (models by hub id).
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod discrete;
 pub mod error;
 pub mod guidance;
+pub mod hub;
 pub mod noise;
 pub mod output;
 pub mod prediction;

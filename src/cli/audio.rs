@@ -84,8 +84,9 @@ pub struct GenerateArgs {
     /// The prompt.
     #[arg(long)]
     pub prompt: Option<String>,
-    /// Model: a Riffusion-layout diffusers folder (e.g. riffusion/riffusion-model-v1); its
-    /// spectrogram_params.json, if any, sets the spectrogram parameters.
+    /// Model: a Riffusion-layout diffusers folder, or a hub id such as riffusion/riffusion-model-v1
+    /// (fetched into the Hugging Face cache); its spectrogram_params.json, if any, sets the
+    /// spectrogram parameters.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// What to steer away from.
@@ -216,6 +217,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
         }
     }
     let load_start = Instant::now();
+    let model = &super::pipeline_path(model)?;
     let riff = Riffusion::load(model, &g.device, g.dtype).with_context(|| format!("loading {}", model.display()))?;
     let load_seconds = load_start.elapsed().as_secs_f64();
     let params = riff.codec().params().clone();

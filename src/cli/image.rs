@@ -25,8 +25,9 @@ pub struct ImageArgs {
     /// The prompt (or give it with --prompt).
     #[arg(value_name = "PROMPT", conflicts_with = "prompt")]
     pub prompt_arg: Option<String>,
-    /// Model: a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)
-    /// or a single-file .safetensors checkpoint (A1111 / original layout; needs --config).
+    /// Model: a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/),
+    /// a hub id (owner/name[@revision], fetched into the Hugging Face cache), or a single-file
+    /// .safetensors checkpoint (A1111 / original layout; needs --config).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// For a single-file checkpoint: a diffusers folder of the same architecture that provides the
@@ -177,6 +178,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         sampler = Some(SamplerSpec { sigmas: sig, ..base });
     }
     let load_start = Instant::now();
+    let model_path = &super::pipeline_path(model_path)?;
     let mut pipe = StableDiffusion::load_with_config(model_path, args.config.as_deref(), &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
     let taesd = match &args.taesd {
         Some(p) => Some(TaesdDecoder::load(p, &g.device, g.dtype)?),

@@ -20,3 +20,14 @@ pub struct Global {
     /// One JSON object on stdout.
     pub json: bool,
 }
+
+/// A diffusers pipeline given to `--model`: a local folder or file as is, or a hub id
+/// (`owner/name[@revision]`) fetched into the Hugging Face cache (configs, tokenizers and
+/// safetensors weights only).
+pub(crate) fn pipeline_path(spec: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let text = spec.to_string_lossy();
+    if spec.exists() || !stipple_core::hub::is_hub_id(&text) {
+        return Ok(spec.to_path_buf());
+    }
+    Ok(stipple_core::hub::snapshot(&text, "model_index.json", &stipple_core::hub::diffusers_files)?)
+}

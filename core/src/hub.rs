@@ -1,0 +1,163 @@
+//! Models named by Hugging Face hub id (`owner/name`, optionally `@revision`) for every
+//! modality: the repository's files come from the local hub cache, else are downloaded
+//! (hf-hub), into the cache's snapshot folder, which then loads like any local folder.
+
+use std::path::{Path, PathBuf};
+
+/// Why a hub model could not be made available.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// Neither a folder nor an `owner/name` id.
+    #[error("{0}: no such folder, and not a hub id of the form owner/name")]
+    NotAnId(String),
+    /// The hub could not be reached (offline) and the cache does not hold the model.
+    #[error("could not fetch {what} of {id} from the Hugging Face hub ({reason}). Offline? Download the model folder and pass its path to --model")]
+    Fetch {
+        /// The repository.
+        id: String,
+        /// The file or listing.
+        what: String,
+        /// The client's error.
+        reason: String,
+    },
+    /// The repository has none of the files a model needs.
+    #[error("{id} on the hub has no {need}")]
+    Missing {
+        /// The repository.
+        id: String,
+        /// What was looked for.
+        need: String,
+    },
+}
+
+/// Whether `spec` names a hub repository rather than a local path.
+pub fn is_hub_id(spec: &str) -> bool {
+    let id = spec.split_once('@').map_or(spec, |(id, _)| id);
+    let mut parts = id.split('/');
+    let ok = |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none() && !spec.starts_with('.') && !Path::new(spec).exists()
+}
+
+/// The local snapshot folder of hub model `spec` holding every file `wanted` picks from
+/// the repository listing (`marker`, e.g. `model_index.json`, must be among them). Cached
+/// files are not fetched again; offline, a snapshot already in the cache is used as is.
+pub fn snapshot(spec: &str, marker: &str, wanted: &dyn Fn(&[String]) -> Result<Vec<String>, String>) -> Result<PathBuf, HubError> {
+    use hf_hub::{Repo, RepoType};
+    if !is_hub_id(spec) {
+        return Err(HubError::NotAnId(spec.to_string()));
+    }
+    let (id, rev) = match spec.split_once('@') {
+        Some((id, rev)) => (id.to_string(), rev.to_string()),
+        None => (spec.to_string(), "main".to_string()),
+    };
+    let repo = Repo::with_revision(id.clone(), RepoType::Model, rev);
+    let cache = hf_hub::Cache::from_env().repo(repo.clone());
+    let root_of = |marker_path: PathBuf| marker_path.parent().map(Path::to_path_buf).unwrap_or(marker_path);
+    let fetch_err = |what: &str, e: &dyn std::fmt::Display| HubError::Fetch { id: id.clone(), what: what.to_string(), reason: e.to_string() };
+    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(true).build().map_err(|e| fetch_err("a hub client", &e))?.repo(repo);
+    let listing = match api.info() {
+        Ok(info) => info.siblings.into_iter().map(|s| s.rfilename).collect::<Vec<_>>(),
+        // offline: a snapshot in the cache is the best there is
+        Err(e) => return cache.get(marker).map(root_of).ok_or_else(|| fetch_err("the file list", &e)),
+    };
+    let files = wanted(&listing).map_err(|need| HubError::Missing { id: id.clone(), need })?;
+    if !files.iter().any(|f| f == marker) {
+        return Err(HubError::Missing { id, need: marker.to_string() });
+    }
+    let mut root = None;
+    for name in &files {
+        let path = match cache.get(name) {
+            Some(p) => p,
+            None => api.get(name).map_err(|e| fetch_err(name, &e))?,
+        };
+        if name == marker {
+            root = Some(root_of(path));
+        }
+    }
+    root.ok_or(HubError::Missing { id, need: marker.to_string() })
+}
+
+/// The files of a diffusers pipeline repository worth fetching: every JSON and text file
+/// (configs, tokenizers, scheduler) and, per component folder, its safetensors weights
+/// (the plain ones, or a variant such as `fp16` when there are no plain ones). Root-level
+/// single-file checkpoints, PyTorch `.bin` files and other variants are skipped.
+pub fn diffusers_files(listing: &[String]) -> Result<Vec<String>, String> {
+    use std::collections::BTreeMap;
+    if let Some(bin) = listing.iter().find(|f| {
+        f.ends_with(".bin") && f.rsplit_once('/').is_some_and(|(dir, _)| !listing.iter().any(|g| g.starts_with(&format!("{dir}/")) && g.ends_with(".safetensors")))
+    }) {
+        return Err(format!(
+            "safetensors weights for {bin} (only PyTorch .bin files there; convert once with diffusers: \
+             DiffusionPipeline.from_pretrained(ID).save_pretrained(DIR, safe_serialization=True), then pass DIR)"
+        ));
+    }
+    let mut keep: Vec<String> = listing.iter().filter(|f| f.ends_with(".json") || f.ends_with(".txt")).cloned().collect();
+    let mut by_folder: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for f in listing.iter().filter(|f| f.ends_with(".safetensors")) {
+        if let Some((folder, _)) = f.rsplit_once('/') {
+            by_folder.entry(folder).or_default().push(f);
+        }
+    }
+    for files in by_folder.values() {
+        // `x.safetensors` / `x-00001-of-00002.safetensors` are plain; `x.fp16.safetensors` a variant
+        let is_plain = |f: &&String| f.rsplit('/').next().is_some_and(|n| n.matches('.').count() == 1);
+        let plain: Vec<&&String> = files.iter().filter(|f| is_plain(f)).collect();
+        if plain.is_empty() {
+            keep.extend(files.iter().map(|f| f.to_string()));
+        } else {
+            keep.extend(plain.into_iter().map(|f| f.to_string()));
+        }
+    }
+    Ok(keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_paths() {
+        assert!(is_hub_id("riffusion/riffusion-model-v1"));
+        assert!(is_hub_id("stabilityai/sd-turbo@main"));
+        assert!(!is_hub_id("./models/sd"));
+        assert!(!is_hub_id("a/b/c"));
+        assert!(!is_hub_id("justone"));
+        assert!(!is_hub_id("/"));
+    }
+
+    #[test]
+    fn picks_configs_and_plain_or_variant_weights() {
+        let listing: Vec<String> = [
+            "model_index.json", "riffusion-model-v1.ckpt", "v1.safetensors", "unet/config.json",
+            "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.bin", "vae/config.json", "safety_checker/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
+            "tokenizer/vocab.json", "tokenizer/merges.txt", "text_encoder/model-00001-of-00002.safetensors",
+            "text_encoder/model-00002-of-00002.safetensors",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut got = diffusers_files(&listing).unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "model_index.json", "safety_checker/config.json", "text_encoder/model-00001-of-00002.safetensors", "text_encoder/model-00002-of-00002.safetensors",
+                "tokenizer/merges.txt", "tokenizer/vocab.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
+            ]
+        );
+        let bin_only: Vec<String> = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.bin"].iter().map(|s| s.to_string()).collect();
+        assert!(diffusers_files(&bin_only).unwrap_err().contains("unet/diffusion_pytorch_model.bin"));
+    }
+
+    #[test]
+    fn offline_without_cache_is_a_clear_error() {
+        // no network here and an empty cache: the error says what to do
+        let dir = std::env::temp_dir().join(format!("stipple-hub-{}", std::process::id()));
+        // Safety: set before any thread of this test reads the environment.
+        unsafe { std::env::set_var("HF_HOME", &dir) };
+        let err = snapshot("stipple-test/definitely-not-cached", "model_index.json", &diffusers_files).unwrap_err().to_string();
+        assert!(err.contains("stipple-test/definitely-not-cached") && err.contains("--model"), "{err}");
+    }
+}
