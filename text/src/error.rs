@@ -33,6 +33,12 @@ pub(crate) fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidArgument(msg.into())
 }
 
+impl From<stipple_core::output::OutputError> for Error {
+    fn from(e: stipple_core::output::OutputError) -> Self {
+        Error::Model(e.to_string())
+    }
+}
+
 impl From<tokenizers::Error> for Error {
     fn from(e: tokenizers::Error) -> Self {
         Error::Tokenizer(e.to_string())

@@ -16,6 +16,7 @@ pub mod infill;
 pub mod models;
 pub mod pipeline;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use generate::{CacheMode, GenerateConfig, Generation, Parallel};

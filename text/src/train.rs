@@ -1,0 +1,227 @@
+//! Training LLaDA-architecture models with LLaDA's masked-diffusion objective.
+//!
+//! The inference network ([`crate::models::transformer`]) runs fused kernels (attention,
+//! SwiGLU, RMSNorm, rotary) that have no backward pass: gradients would silently stop
+//! there. [`TrainableLlada`] is its differentiable twin built from plain candle ops over
+//! the same parameters, stored under the hub checkpoint's names, so a trained model saves
+//! straight into the folder layout the inference side loads (a test checks both give the
+//! same logits).
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::{Init, VarBuilder, VarMap};
+use stipple_core::noise::NoiseSource;
+
+use crate::error::{Error, Result, invalid};
+use crate::models::llada::{self, NAMES};
+use crate::models::transformer::TransformerConfig;
+
+/// A LLaDA model whose forward pass is differentiable, with its parameters in a [`VarMap`].
+pub struct TrainableLlada {
+    cfg: TransformerConfig,
+    varmap: VarMap,
+    inv_freq: Vec<f32>,
+    device: Device,
+}
+
+/// Names of one block's tensors, in the hub layout.
+fn block_name(i: usize, part: &str) -> String {
+    format!("{}.{part}.weight", NAMES.block.replace("{i}", &i.to_string()))
+}
+
+impl TrainableLlada {
+    /// A freshly initialised model for `cfg` (normal(0, 0.02) weights, unit norms), on `device`.
+    pub fn new(cfg: &llada::Config, device: &Device) -> Result<Self> {
+        let t = cfg.transformer()?;
+        if t.kv_heads != t.heads {
+            return Err(invalid("training supports multi-head attention only (n_kv_heads = n_heads)"));
+        }
+        if t.qkv_bias || t.other_bias {
+            return Err(invalid("training supports bias-free LLaDA blocks only"));
+        }
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let (h, m, hd) = (t.hidden, t.mlp_hidden, t.hidden / t.heads);
+        vb.get_with_hints((t.vocab, h), &format!("{}.weight", NAMES.embed), w)?;
+        for i in 0..t.layers {
+            for (part, shape) in [("q_proj", (h, h)), ("k_proj", (h, h)), ("v_proj", (h, h)), ("attn_out", (h, h)), ("ff_proj", (m, h)), ("up_proj", (m, h)), ("ff_out", (h, m))] {
+                vb.get_with_hints(shape, &block_name(i, part), w)?;
+            }
+            for part in ["attn_norm", "ff_norm"] {
+                vb.get_with_hints(h, &block_name(i, part), Init::Const(1.0))?;
+            }
+        }
+        vb.get_with_hints(h, &format!("{}.weight", NAMES.final_norm), Init::Const(1.0))?;
+        if !t.tied_head {
+            vb.get_with_hints((t.vocab, h), &format!("{}.weight", NAMES.head), w)?;
+        }
+        let inv_freq = (0..hd / 2).map(|i| 1.0 / (t.rope_theta as f32).powf((2 * i) as f32 / hd as f32)).collect();
+        Ok(Self { cfg: t, varmap, inv_freq, device: device.clone() })
+    }
+
+    /// The parameters, for an optimizer.
+    pub fn vars(&self) -> Vec<Var> {
+        self.varmap.all_vars()
+    }
+
+    /// The parameter map (for saving, loading and EMA copies).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// The shared transformer configuration.
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    fn param(&self, name: &str) -> Result<Tensor> {
+        let data = self.varmap.data().lock().map_err(|_| invalid("parameter map lock poisoned"))?;
+        data.get(name).map(|v| v.as_tensor().clone()).ok_or_else(|| Error::Model(format!("missing parameter {name}")))
+    }
+
+    /// Logits `[B, L, vocab]` of token ids `[B, L]` (bidirectional attention, every position).
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (b, n) = ids.dims2()?;
+        let hd = c.hidden / c.heads;
+        let embed = self.param(&format!("{}.weight", NAMES.embed))?;
+        let mut x = embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, n, c.hidden))?;
+        if c.scale_embeddings {
+            x = (x * (c.hidden as f64).sqrt())?;
+        }
+        let pos = Tensor::arange(0u32, n as u32, &self.device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
+        let freqs = pos.broadcast_mul(&Tensor::from_slice(&self.inv_freq, (1, hd / 2), &self.device)?)?;
+        let (cos, sin) = (freqs.cos()?, freqs.sin()?);
+        for i in 0..c.layers {
+            let p = |part: &str| self.param(&block_name(i, part));
+            let h = rms_norm(&x, &p("attn_norm")?, c.norm_eps)?;
+            let heads = |w: Tensor| -> Result<Tensor> { Ok(linear(&h, &w)?.reshape((b, n, c.heads, hd))?.transpose(1, 2)?) };
+            let q = rope(&heads(p("q_proj")?)?, &cos, &sin)?;
+            let k = rope(&heads(p("k_proj")?)?, &cos, &sin)?;
+            let v = heads(p("v_proj")?)?;
+            let att = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
+            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+            let out = att.matmul(&v.contiguous()?)?.transpose(1, 2)?.reshape((b, n, c.hidden))?;
+            x = (x + linear(&out, &p("attn_out")?)?)?;
+            let h = rms_norm(&x, &p("ff_norm")?, c.norm_eps)?;
+            let act = (linear(&h, &p("ff_proj")?)?.silu()? * linear(&h, &p("up_proj")?)?)?;
+            x = (x + linear(&act, &p("ff_out")?)?)?;
+        }
+        let x = rms_norm(&x, &self.param(&format!("{}.weight", NAMES.final_norm))?, c.norm_eps)?;
+        let head = if c.tied_head { embed } else { self.param(&format!("{}.weight", NAMES.head))? };
+        let logits = linear(&x, &head)?;
+        Ok(if c.scale_logits { (logits / (c.hidden as f64).sqrt())? } else { logits })
+    }
+
+    /// Writes `model.safetensors` and `config.json` (from `config`) into `dir`, the layout
+    /// `stipple text --model DIR` loads (with a tokenizer beside them).
+    pub fn save(&self, dir: &Path, config: &serde_json::Value) -> Result<()> {
+        let err = |e: &dyn std::fmt::Display| Error::Model(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        stipple_core::output::write_file(&dir.join("model.safetensors"), true, |tmp| self.varmap.save(tmp).map_err(|e| err(&e)))?;
+        let text = serde_json::to_string_pretty(config).map_err(|e| err(&e))?;
+        stipple_core::output::write_file(&dir.join("config.json"), true, |tmp| std::fs::write(tmp, &text).map_err(|e| err(&e)))
+    }
+}
+
+/// `x W^T` for `x` `[B, N, in]` and `W` `[out, in]`.
+fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (b, n, k) = x.dims3()?;
+    Ok(x.reshape((b * n, k))?.matmul(&w.t()?)?.reshape((b, n, w.dim(0)?))?)
+}
+
+/// RMSNorm from basic ops (candle's fused `rms_norm` has no backward).
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)?)
+}
+
+/// Rotary embedding on halves (`candle_nn::rotary_emb::rope`'s layout) from basic ops:
+/// `[x1 cos - x2 sin, x2 cos + x1 sin]` for `x` `[B, H, N, D]`, `cos`/`sin` `[N, D/2]`.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let (x1, x2) = (x.narrow(D::Minus1, 0, d / 2)?, x.narrow(D::Minus1, d / 2, d / 2)?);
+    let a = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let b = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Ok(Tensor::cat(&[a, b], D::Minus1)?)
+}
+
+/// One batch of LLaDA's pre-training objective: every sequence gets a masking level
+/// `t ~ U(eps, 1)` (as `p = (1 - eps) u + eps`), each token is replaced by `[MASK]` with
+/// probability `p`, and the loss is the cross-entropy on the masked tokens divided by
+/// `p`, summed and averaged over all `B * L` positions (an upper bound on the negative
+/// log-likelihood). Returns the loss and how many tokens were masked.
+pub fn masked_diffusion_loss(model: &TrainableLlada, ids: &Tensor, mask_id: u32, eps: f64, rng: &mut dyn NoiseSource) -> Result<(Tensor, usize)> {
+    let (b, n) = ids.dims2()?;
+    let tokens: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+    let mut noisy = tokens.clone();
+    let mut weights = vec![0f32; b * n];
+    let mut masked = 0;
+    for row in 0..b {
+        let p = (1.0 - eps) * rng.uniform() + eps;
+        for i in 0..n {
+            if rng.uniform() < p {
+                noisy[row * n + i] = mask_id;
+                weights[row * n + i] = (1.0 / p) as f32;
+                masked += 1;
+            }
+        }
+    }
+    let dev = ids.device();
+    let logits = model.forward(&Tensor::from_vec(noisy, (b, n), dev)?)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let picked = logp.gather(&ids.unsqueeze(2)?.contiguous()?, 2)?.squeeze(2)?;
+    let w = Tensor::from_vec(weights, (b, n), dev)?;
+    let loss = (picked.mul(&w)?.sum_all()?.neg()? / (b * n) as f64)?;
+    Ok((loss, masked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stipple_core::noise::PortableRng;
+
+    fn tiny_config() -> (llada::Config, serde_json::Value) {
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llada-tiny/config.json")).unwrap(),
+        )
+        .unwrap();
+        (serde_json::from_value(json.clone()).unwrap(), json)
+    }
+
+    #[test]
+    fn every_parameter_gets_a_gradient() {
+        let (cfg, _) = tiny_config();
+        let model = TrainableLlada::new(&cfg, &Device::Cpu).unwrap();
+        let ids = Tensor::from_vec((0..2 * 24).map(|i| (i * 7 % 300) as u32 + 10).collect::<Vec<u32>>(), (2, 24), &Device::Cpu).unwrap();
+        let (loss, masked) = masked_diffusion_loss(&model, &ids, cfg.mask_token_id, 1e-3, &mut PortableRng::new(3)).unwrap();
+        assert!(masked > 0);
+        let grads = loss.backward().unwrap();
+        let vars = model.varmap().data().lock().unwrap().clone();
+        assert!(vars.len() >= 2 * 9 + 3);
+        for (name, var) in vars {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} gets no gradient"));
+            let size = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(size > 0.0 && size.is_finite(), "{name}: gradient {size}");
+        }
+    }
+
+    #[test]
+    fn trainable_and_inference_models_agree() {
+        let (cfg, json) = tiny_config();
+        let model = TrainableLlada::new(&cfg, &Device::Cpu).unwrap();
+        let dir = std::env::temp_dir().join(format!("stipple-train-{}", std::process::id()));
+        model.save(&dir, &json).unwrap();
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llada-tiny/tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        let lm = crate::models::DiffusionLm::load_path(&dir, &Device::Cpu, DType::F32).unwrap();
+        let ids = Tensor::from_vec((0..30).map(|i| (i * 13 % 390) as u32).collect::<Vec<u32>>(), (1, 30), &Device::Cpu).unwrap();
+        let span = crate::models::transformer::Span { ids: &ids, start: 0, positions: None, key_mask: None, logits_rows: None };
+        let want = lm.forward(&span, None, false).unwrap();
+        let got = model.forward(&ids).unwrap();
+        let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-4, "{diff}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
