@@ -9,7 +9,8 @@
 //!   position choice, token sampling).
 //! * Shared plumbing: [`guidance`] (classifier-free guidance), [`noise`] (portable seeded
 //!   noise), [`progress`] (progress events and cancellation), [`output`] (writing users'
-//!   files without half-written or clobbered results), [`hub`] (models by hub id).
+//!   files without half-written or clobbered results), [`hub`] (models by hub id), [`training`]
+//!   (AdamW with resumable state, warm-up + cosine schedule, clipping, EMA).
 #![warn(missing_docs)]
 
 pub mod config;
@@ -24,5 +25,6 @@ pub mod progress;
 pub mod samplers;
 pub mod schedule;
 pub mod timesteps;
+pub mod training;
 
 pub use error::{Error, Result};
