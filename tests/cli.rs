@@ -18,15 +18,15 @@ fn help_lists_every_subcommand_and_global_option() {
 
 #[test]
 fn pending_commands_say_so_and_fail() {
-    for cmd in ["audio", "batch", "studio"] {
+    for cmd in ["batch", "studio"] {
         let out = stipple(&[cmd]);
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not implemented yet") && err.contains("issue #"), "{cmd}: {err}");
     }
-    let out = stipple(&["--json", "audio", "--prompt", "a cat"]);
+    let out = stipple(&["--json", "batch", "jobs.toml"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
-    assert!(v["error"].as_str().unwrap().contains("issue #5"));
+    assert!(v["error"].as_str().unwrap().contains("issue #6"));
 }
 
 #[test]
