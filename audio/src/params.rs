@@ -101,6 +101,14 @@ impl SpectrogramParams {
         1 + samples / self.hop_length().max(1)
     }
 
+    /// Parameters from a JSON file (the struct's fields), validated.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
+        let params: Self = serde_json::from_str(&text).map_err(|e| crate::error::file_err(path, format!("not valid spectrogram parameters: {e}")))?;
+        params.validate()?;
+        Ok(params)
+    }
+
     /// Checks that the values describe a computable spectrogram.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(AudioError::Params(m));

@@ -231,10 +231,7 @@ pub fn read_params(model: &Path) -> Result<SpectrogramParams> {
     if !path.is_file() {
         return Ok(SpectrogramParams::riffusion());
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| crate::error::file_err(&path, e))?;
-    let params: SpectrogramParams = serde_json::from_str(&text).map_err(|e| crate::error::file_err(&path, format!("not valid spectrogram parameters: {e}")))?;
-    params.validate()?;
-    Ok(params)
+    SpectrogramParams::from_file(&path)
 }
 
 /// Columns `x0 .. x0 + width` of `img`, padded with silence (white) past its end.

@@ -2,7 +2,7 @@
 //! audio-to-audio, interpolation, loops), and the spectrogram codec on its own
 //! (`stipple audio spectrogram IN.wav OUT.png`, `stipple audio render IN.png OUT.wav`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -142,16 +142,9 @@ pub fn run(g: &Global, args: &AudioArgs) -> Result<()> {
     }
 }
 
-fn read_params(path: &Path) -> Result<SpectrogramParams> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let p: SpectrogramParams = serde_json::from_str(&text).with_context(|| format!("{}: not valid spectrogram parameters", path.display()))?;
-    p.validate()?;
-    Ok(p)
-}
-
 fn spectrogram(g: &Global, a: &SpectrogramArgs) -> Result<()> {
     let params = match &a.params {
-        Some(p) => read_params(p)?,
+        Some(p) => SpectrogramParams::from_file(p)?,
         None => SpectrogramParams::riffusion(),
     };
     if !a.overwrite && a.output.exists() {
@@ -174,7 +167,7 @@ fn spectrogram(g: &Global, a: &SpectrogramArgs) -> Result<()> {
 fn render(g: &Global, a: &RenderArgs) -> Result<()> {
     let png = spectrogram_image::read_png(&a.input)?;
     let mut params = match (&a.params, png.params) {
-        (Some(p), _) => read_params(p)?,
+        (Some(p), _) => SpectrogramParams::from_file(p)?,
         (None, Some(p)) => p,
         (None, None) => SpectrogramParams::riffusion(),
     };
