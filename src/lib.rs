@@ -13,3 +13,4 @@ pub use stipple_kernels as kernels;
 pub use stipple_text as text;
 
 pub mod cli;
+pub mod defaults;

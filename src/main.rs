@@ -21,7 +21,18 @@ fn tune_allocator() {
         // mi_option_purge_delay (index 15 in mimalloc 2.x and 3.x; libmimalloc-sys lacks the name)
         const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
         unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
+        // Large tensors (logits, activations of a training batch) are "huge" objects that
+        // mimalloc maps from the OS one by one, so each costs a fresh round of page zeroing;
+        // from a reserved arena they are reused instead (address space only, committed on
+        // use; measured 15% of a training step).
+        // Safety: mimalloc's documented reservation call, made before other threads start.
+        unsafe { mi_reserve_os_memory(8 << 30, false, true) };
     }
+}
+
+unsafe extern "C" {
+    /// mimalloc's `mi_reserve_os_memory` (libmimalloc-sys exposes only the arena-id variant).
+    fn mi_reserve_os_memory(size: usize, commit: bool, allow_large: bool) -> std::ffi::c_int;
 }
 
 /// Diffusion generation of text, images and music.
@@ -58,6 +69,8 @@ enum Command {
     Batch(Pending),
     /// Open the desktop studio.
     Studio(Pending),
+    /// Prepare data and train small models (text now; images and music follow).
+    Train(stipple::cli::train::TrainArgs),
     /// Benchmark models and kernels.
     Bench(stipple::cli::bench::BenchArgs),
     /// Print the timesteps and sigmas a sampler will use (inspect a scheduler_config.json).
@@ -98,7 +111,7 @@ fn pending_issue(command: &Command) -> Option<(&'static str, u32)> {
     match command {
         Command::Batch(_) => Some(("batch", 6)),
         Command::Studio(_) => Some(("studio", 6)),
-        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) | Command::Image(_) | Command::Audio(_) | Command::Bench(_) => None,
+        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) | Command::Image(_) | Command::Audio(_) | Command::Bench(_) | Command::Train(_) => None,
     }
 }
 
@@ -156,6 +169,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image(args) => stipple::cli::image::run(&global, args),
         Command::Audio(args) => stipple::cli::audio::run(&global, args),
         Command::Bench(args) => stipple::cli::bench::run(&global, args),
+        Command::Train(args) => stipple::cli::train::run(&global, args),
         _ => unreachable!("pending commands return above"),
     }
 }

@@ -33,6 +33,15 @@ pub enum Error {
     },
 }
 
+impl From<crate::output::OutputError> for Error {
+    fn from(e: crate::output::OutputError) -> Self {
+        match e {
+            crate::output::OutputError::Io { path, source } => Error::Io { path: path.display().to_string(), source },
+            other => Error::InvalidArgument(other.to_string()),
+        }
+    }
+}
+
 /// The core's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -6,8 +6,10 @@ pub mod bench;
 pub mod device;
 pub mod image;
 pub mod infill;
+pub mod loss_curve;
 pub mod progress;
 pub mod text;
+pub mod train;
 
 /// Global options, resolved.
 pub struct Global {

@@ -109,18 +109,23 @@ impl DecodeArgs {
 /// `stipple text` arguments.
 #[derive(Args, Debug)]
 pub struct TextArgs {
-    /// Model folder (config.json, *.safetensors, tokenizer.json) or hub id owner/name.
+    /// The prompt (or give one or more with --prompt).
+    #[arg(value_name = "PROMPT")]
+    pub prompt_arg: Option<String>,
+    /// Model folder (config.json, *.safetensors, tokenizer.json) or hub id owner/name
+    /// (default: the embedded stipple-mini text model).
     #[arg(long)]
-    pub model: String,
+    pub model: Option<String>,
     /// Prompt; repeat for a batch (left-padded, decoded together).
-    #[arg(long, required = true)]
+    #[arg(long)]
     pub prompt: Vec<String>,
     /// Skip the chat template (base models, or a prompt already formatted).
     #[arg(long)]
     pub raw: bool,
-    /// Tokens to generate.
-    #[arg(long, default_value_t = 128)]
-    pub gen_len: usize,
+    /// Tokens to generate (default: 128, or what fits after the prompt in a model with a
+    /// shorter maximum length).
+    #[arg(long)]
+    pub gen_len: Option<usize>,
     /// Denoising steps (default: gen-len).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -169,25 +174,44 @@ impl Progress<CanvasView> for TextProgress<'_> {
 
 /// Run `stipple text`.
 pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
+    let prompts: Vec<String> = args.prompt_arg.iter().chain(&args.prompt).cloned().collect();
+    if prompts.is_empty() {
+        bail!("give a prompt (stipple text \"Call me\" or --prompt)");
+    }
+    let model_spec = match &args.model {
+        Some(m) => m.clone(),
+        None => crate::defaults::model("text")?.display().to_string(),
+    };
+    let model = TextModel::load(&model_spec, &g.device, g.dtype).with_context(|| format!("loading {model_spec}"))?;
+    let gen_len = match (args.gen_len, model.lm.spec().max_len) {
+        (Some(n), _) => n,
+        (None, Some(max)) => {
+            let longest = prompts.iter().map(|p| model.prompt_ids(p, args.raw).map(|ids| ids.len())).collect::<stipple_text::Result<Vec<_>>>()?.into_iter().max().unwrap_or(0);
+            if longest >= max {
+                bail!("the prompt has {longest} tokens; the model reads at most {max}");
+            }
+            128.min(max - longest)
+        }
+        (None, None) => 128,
+    };
     let mut cfg = GenerateConfig {
-        gen_len: args.gen_len,
-        steps: args.steps.unwrap_or(args.gen_len),
-        block_len: args.block_len.unwrap_or(args.gen_len),
+        gen_len,
+        steps: args.steps.unwrap_or(gen_len),
+        block_len: args.block_len.unwrap_or(gen_len),
         cfg: args.cfg,
         early_stop: args.early_stop,
         seed: g.seed.unwrap_or(0),
         ..GenerateConfig::default()
     };
     args.decode.apply(&mut cfg);
-    if args.gen_len == 0 {
+    if gen_len == 0 {
         bail!("--gen-len must be > 0");
     }
-    let model = TextModel::load(&args.model, &g.device, g.dtype).with_context(|| format!("loading {}", args.model))?;
     let mut progress = TextProgress {
         bar: BarProgress::new("text", g.json && !args.stream),
         stream: args.stream.then_some(&model),
     };
-    let (outs, run) = model.generate(&args.prompt, args.raw, &cfg, Some(&mut progress), CancelToken::new())?;
+    let (outs, run) = model.generate(&prompts, args.raw, &cfg, Some(&mut progress), CancelToken::new())?;
     progress.bar.finish();
     let secs = run.elapsed.as_secs_f64();
     let generated: usize = outs.iter().map(|o| o.generated_ids.len()).sum();

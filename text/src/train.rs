@@ -31,8 +31,10 @@ fn block_name(i: usize, part: &str) -> String {
 }
 
 impl TrainableLlada {
-    /// A freshly initialised model for `cfg` (normal(0, 0.02) weights, unit norms), on `device`.
-    pub fn new(cfg: &llada::Config, device: &Device) -> Result<Self> {
+    /// A freshly initialised model for `cfg` on `device`: normal(0, 0.02) matrices drawn
+    /// from the portable generator seeded with `seed` (the same model on every machine),
+    /// unit norm gains.
+    pub fn new(cfg: &llada::Config, device: &Device, seed: u64) -> Result<Self> {
         let t = cfg.transformer()?;
         if t.kv_heads != t.heads {
             return Err(invalid("training supports multi-head attention only (n_kv_heads = n_heads)"));
@@ -42,7 +44,7 @@ impl TrainableLlada {
         }
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let w = Init::Const(0.0);
         let (h, m, hd) = (t.hidden, t.mlp_hidden, t.hidden / t.heads);
         vb.get_with_hints((t.vocab, h), &format!("{}.weight", NAMES.embed), w)?;
         for i in 0..t.layers {
@@ -58,7 +60,12 @@ impl TrainableLlada {
             vb.get_with_hints((t.vocab, h), &format!("{}.weight", NAMES.head), w)?;
         }
         let inv_freq = (0..hd / 2).map(|i| 1.0 / (t.rope_theta as f32).powf((2 * i) as f32 / hd as f32)).collect();
-        Ok(Self { cfg: t, varmap, inv_freq, device: device.clone() })
+        let model = Self { cfg: t, varmap, inv_freq, device: device.clone() };
+        let mut rng = stipple_core::noise::PortableRng::new(seed);
+        for var in named_params(&model)?.values().filter(|v| v.rank() == 2) {
+            var.set(&(rng.randn(var.shape().clone(), DType::F32, device)? * 0.02)?)?;
+        }
+        Ok(model)
     }
 
     /// The parameters, for an optimizer.
@@ -83,6 +90,11 @@ impl TrainableLlada {
 
     /// Logits `[B, L, vocab]` of token ids `[B, L]` (bidirectional attention, every position).
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.head(&self.hidden(ids)?)
+    }
+
+    /// Final hidden states `[B, L, hidden]` (after the last norm), before the output head.
+    pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
         let c = &self.cfg;
         let (b, n) = ids.dims2()?;
         let hd = c.hidden / c.heads;
@@ -109,21 +121,34 @@ impl TrainableLlada {
             let act = (linear(&h, &p("ff_proj")?)?.silu()? * linear(&h, &p("up_proj")?)?)?;
             x = (x + linear(&act, &p("ff_out")?)?)?;
         }
-        let x = rms_norm(&x, &self.param(&format!("{}.weight", NAMES.final_norm))?, c.norm_eps)?;
-        let head = if c.tied_head { embed } else { self.param(&format!("{}.weight", NAMES.head))? };
-        let logits = linear(&x, &head)?;
+        Ok(rms_norm(&x, &self.param(&format!("{}.weight", NAMES.final_norm))?, c.norm_eps)?)
+    }
+
+    /// Logits of final hidden states `[B, N, hidden]`.
+    pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        let c = &self.cfg;
+        let head = self.param(&format!("{}.weight", if c.tied_head { NAMES.embed } else { NAMES.head }))?;
+        let logits = linear(hidden, &head)?;
         Ok(if c.scale_logits { (logits / (c.hidden as f64).sqrt())? } else { logits })
     }
 
     /// Writes `model.safetensors` and `config.json` (from `config`) into `dir`, the layout
     /// `stipple text --model DIR` loads (with a tokenizer beside them).
     pub fn save(&self, dir: &Path, config: &serde_json::Value) -> Result<()> {
-        let err = |e: &dyn std::fmt::Display| Error::Model(format!("{}: {e}", dir.display()));
-        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-        stipple_core::output::write_file(&dir.join("model.safetensors"), true, |tmp| self.varmap.save(tmp).map_err(|e| err(&e)))?;
-        let text = serde_json::to_string_pretty(config).map_err(|e| err(&e))?;
-        stipple_core::output::write_file(&dir.join("config.json"), true, |tmp| std::fs::write(tmp, &text).map_err(|e| err(&e)))
+        let weights = named_params(self)?.into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+        save_model(dir, config, &weights, DType::F32)
     }
+}
+
+/// Writes `weights` (e.g. a run's EMA) as `model.safetensors` in `dtype`, and `config`
+/// as `config.json`, into `dir`; each file is replaced atomically.
+pub fn save_model(dir: &Path, config: &serde_json::Value, weights: &std::collections::BTreeMap<String, Tensor>, dtype: DType) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Model(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    let cast = weights.iter().map(|(k, t)| Ok((k.clone(), t.to_dtype(dtype)?))).collect::<Result<std::collections::HashMap<_, _>>>()?;
+    stipple_core::output::write_file(&dir.join("model.safetensors"), true, |tmp| candle_core::safetensors::save(&cast, tmp).map_err(|e| err(&e)))?;
+    let text = serde_json::to_string_pretty(config).map_err(|e| err(&e))?;
+    stipple_core::output::write_file(&dir.join("config.json"), true, |tmp| std::fs::write(tmp, &text).map_err(|e| err(&e)))
 }
 
 /// `x W^T` for `x` `[B, N, in]` and `W` `[out, in]`.
@@ -170,16 +195,25 @@ pub fn masked_diffusion_loss(model: &TrainableLlada, ids: &Tensor, mask_id: u32,
         }
     }
     let dev = ids.device();
-    let logits = model.forward(&Tensor::from_vec(noisy, (b, n), dev)?)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = logp.gather(&ids.unsqueeze(2)?.contiguous()?, 2)?.squeeze(2)?;
-    let w = Tensor::from_vec(weights, (b, n), dev)?;
+    if masked == 0 {
+        // nothing to predict: a zero loss that still depends on the parameters
+        return Ok(((model.forward(ids)?.sum_all()? * 0.0)?, 0));
+    }
+    // only masked positions enter the loss: run the output head on those rows alone
+    let rows: Vec<u32> = (0..b * n).filter(|&i| weights[i] > 0.0).map(|i| i as u32).collect();
+    let rows = Tensor::from_vec(rows, masked, dev)?;
+    let hidden = model.hidden(&Tensor::from_vec(noisy, (b, n), dev)?)?;
+    let hidden = hidden.reshape((b * n, hidden.dim(2)?))?.index_select(&rows, 0)?.unsqueeze(0)?;
+    let logp = candle_nn::ops::log_softmax(&model.head(&hidden)?.squeeze(0)?, D::Minus1)?;
+    let targets = ids.flatten_all()?.index_select(&rows, 0)?;
+    let picked = logp.gather(&targets.unsqueeze(1)?.contiguous()?, 1)?.squeeze(1)?;
+    let w = Tensor::from_vec(weights, b * n, dev)?.index_select(&rows, 0)?;
     let loss = (picked.mul(&w)?.sum_all()?.neg()? / (b * n) as f64)?;
     Ok((loss, masked))
 }
 
 /// Settings of a masked-diffusion training run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainOptions {
     /// Tokens per training sequence.
     pub seq_len: usize,
@@ -223,26 +257,25 @@ pub fn named_params(model: &TrainableLlada) -> Result<stipple_core::training::Pa
 }
 
 /// Trains `model` on random windows of the token stream `corpus` with LLaDA's objective,
-/// AdamW, the schedule, clipping and an EMA; `on_step` sees every step (progress bars,
-/// loss curves, checkpoints) and may stop the run by returning `false`. Returns the EMA.
+/// continuing from `state`'s step (a fresh state, or one restored from a checkpoint: each
+/// step draws its batch and masks from its own seeded stream, so a resumed run repeats
+/// the uninterrupted one exactly). `on_step` sees every step (progress bars, loss curves,
+/// checkpoints) and may stop the run by returning `false`.
 pub fn train_masked_diffusion(
     model: &TrainableLlada,
     corpus: &[u32],
     mask_id: u32,
     opts: &TrainOptions,
-    on_step: &mut dyn FnMut(&StepReport, &stipple_core::training::AdamW) -> bool,
-) -> Result<stipple_core::training::Ema> {
+    state: &mut stipple_core::training::TrainState,
+    on_step: &mut dyn FnMut(&StepReport, &stipple_core::training::TrainState) -> bool,
+) -> Result<()> {
     use stipple_core::noise::PortableRng;
-    use stipple_core::training::{AdamW, Ema};
     if corpus.len() <= opts.seq_len || opts.seq_len == 0 || opts.batch == 0 {
         return Err(invalid(format!("the corpus ({} tokens) must be longer than one sequence ({})", corpus.len(), opts.seq_len)));
     }
-    let params = named_params(model)?;
-    let mut opt = AdamW::new(opts.weight_decay);
-    let mut ema = Ema::new(&params, opts.ema_decay)?;
-    let mut rng = PortableRng::new(opts.seed);
     let dev = model.device.clone();
-    for step in 0..opts.steps {
+    for step in state.opt.step..opts.steps {
+        let mut rng = PortableRng::stream(opts.seed, step as u64);
         let mut ids = Vec::with_capacity(opts.batch * opts.seq_len);
         for _ in 0..opts.batch {
             let start = (rng.uniform() * (corpus.len() - opts.seq_len) as f64) as usize;
@@ -252,14 +285,13 @@ pub fn train_masked_diffusion(
         let (loss, _) = masked_diffusion_loss(model, &ids, mask_id, opts.mask_eps, &mut rng)?;
         let grads = loss.backward()?;
         let lr = opts.schedule.lr(step);
-        let grad_norm = opt.step(&params, &grads, lr, opts.clip)?;
-        ema.update(&params)?;
+        let grad_norm = state.step(&grads, lr, opts.clip)?;
         let report = StepReport { step: step + 1, loss: loss.to_scalar::<f32>()? as f64, grad_norm, lr, tokens: (step + 1) * opts.batch * opts.seq_len };
-        if !on_step(&report, &opt) {
+        if !on_step(&report, state) {
             break;
         }
     }
-    Ok(ema)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -278,7 +310,7 @@ mod tests {
     #[test]
     fn every_parameter_gets_a_gradient() {
         let (cfg, _) = tiny_config();
-        let model = TrainableLlada::new(&cfg, &Device::Cpu).unwrap();
+        let model = TrainableLlada::new(&cfg, &Device::Cpu, 7).unwrap();
         let ids = Tensor::from_vec((0..2 * 24).map(|i| (i * 7 % 300) as u32 + 10).collect::<Vec<u32>>(), (2, 24), &Device::Cpu).unwrap();
         let (loss, masked) = masked_diffusion_loss(&model, &ids, cfg.mask_token_id, 1e-3, &mut PortableRng::new(3)).unwrap();
         assert!(masked > 0);
@@ -295,7 +327,7 @@ mod tests {
     #[test]
     fn training_lowers_the_loss_on_a_repetitive_corpus() {
         let (cfg, _) = tiny_config();
-        let model = TrainableLlada::new(&cfg, &Device::Cpu).unwrap();
+        let model = TrainableLlada::new(&cfg, &Device::Cpu, 7).unwrap();
         // a short phrase repeated: a model that learns anything predicts it well
         let corpus: Vec<u32> = (0..2000).map(|i| [11u32, 42, 97, 42, 150, 7, 300, 12][i % 8]).collect();
         let opts = TrainOptions {
@@ -310,7 +342,8 @@ mod tests {
             seed: 1,
         };
         let mut losses = Vec::new();
-        train_masked_diffusion(&model, &corpus, cfg.mask_token_id, &opts, &mut |r, _| {
+        let mut state = stipple_core::training::TrainState::new(named_params(&model).unwrap(), opts.weight_decay, opts.ema_decay).unwrap();
+        train_masked_diffusion(&model, &corpus, cfg.mask_token_id, &opts, &mut state, &mut |r, _| {
             losses.push(r.loss);
             true
         })
@@ -323,7 +356,7 @@ mod tests {
     #[test]
     fn trainable_and_inference_models_agree() {
         let (cfg, json) = tiny_config();
-        let model = TrainableLlada::new(&cfg, &Device::Cpu).unwrap();
+        let model = TrainableLlada::new(&cfg, &Device::Cpu, 7).unwrap();
         let dir = std::env::temp_dir().join(format!("stipple-train-{}", std::process::id()));
         model.save(&dir, &json).unwrap();
         std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llada-tiny/tokenizer.json"), dir.join("tokenizer.json")).unwrap();

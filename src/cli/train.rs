@@ -1,0 +1,408 @@
+//! `stipple train`: preparing data and training small models with stipple itself
+//! (`prepare-text`, `tokenizer`, `text`, `eval-text`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use stipple_core::training::{Checkpoint, TrainState, WarmupCosine};
+use stipple_text::corpus::{self, SplitOptions};
+use stipple_text::eval::{EvalOptions, evaluate};
+use stipple_text::models::DiffusionLm;
+use stipple_text::models::llada;
+use stipple_text::tokenizer::TextTokenizer;
+use stipple_text::train::{TrainOptions, TrainableLlada, named_params, save_model, train_masked_diffusion};
+
+use super::Global;
+use super::loss_curve::{self, LossPoint};
+
+/// `stipple train` arguments.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    pub command: TrainCommand,
+}
+
+/// What to prepare or train.
+#[derive(Subcommand, Debug)]
+pub enum TrainCommand {
+    /// Clean plain-text sources into DIR/train.txt and DIR/heldout.txt.
+    PrepareText(PrepareTextArgs),
+    /// Train a byte-level BPE tokenizer on DIR/train.txt into a model folder.
+    Tokenizer(TokenizerArgs),
+    /// Train a LLaDA-architecture model with the masked-diffusion objective.
+    Text(TextTrainArgs),
+    /// Measure a text model on held-out text against a unigram baseline.
+    EvalText(EvalTextArgs),
+}
+
+/// `stipple train prepare-text` arguments.
+#[derive(Args, Debug)]
+pub struct PrepareTextArgs {
+    /// Text files or folders (every .txt file inside, in name order).
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// Output folder for train.txt and heldout.txt.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Skip files whose path contains this (repeatable).
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// Bytes per chunk when splitting off held-out text.
+    #[arg(long, default_value_t = 4000)]
+    pub chunk_bytes: usize,
+    /// Every N-th chunk is held out.
+    #[arg(long, default_value_t = 20)]
+    pub heldout_every: usize,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `stipple train tokenizer` arguments.
+#[derive(Args, Debug)]
+pub struct TokenizerArgs {
+    /// Folder made by `prepare-text`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model folder to write tokenizer.json and tokenizer_config.json into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Vocabulary size, special tokens included.
+    #[arg(long, default_value_t = 4096)]
+    pub vocab_size: usize,
+}
+
+/// `stipple train text` arguments.
+#[derive(Args, Debug)]
+pub struct TextTrainArgs {
+    /// Folder made by `prepare-text`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model folder (holding the tokenizer from `stipple train tokenizer`); receives
+    /// config.json, model.safetensors (EMA weights), loss.csv, loss.png, train.json and checkpoint/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run saved in OUT/checkpoint, with its own settings.
+    #[arg(long)]
+    pub resume: bool,
+    /// Transformer blocks.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Hidden width.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// MLP inner width (default: 8/3 of hidden, rounded to 64).
+    #[arg(long)]
+    pub mlp: Option<usize>,
+    /// Tokens per training sequence (also the model's maximum length).
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Warm-up steps.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+    /// Gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// EMA decay of the saved weights.
+    #[arg(long, default_value_t = 0.995)]
+    pub ema: f64,
+    /// Save a checkpoint (and the model, loss curve) every N steps.
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Stop (after saving) once this much wall time has passed; --resume continues.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+}
+
+/// `stipple train eval-text` arguments.
+#[derive(Args, Debug)]
+pub struct EvalTextArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Folder made by `prepare-text` (train.txt for the baseline, heldout.txt to score).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Windows.
+    #[arg(long, default_value_t = 128)]
+    pub windows: usize,
+    /// Mask ratio of the accuracy test.
+    #[arg(long, default_value_t = 0.5)]
+    pub mask_ratio: f64,
+}
+
+/// Run `stipple train`.
+pub fn run(g: &Global, args: &TrainArgs) -> Result<()> {
+    match &args.command {
+        TrainCommand::PrepareText(a) => prepare_text(g, a),
+        TrainCommand::Tokenizer(a) => tokenizer(g, a),
+        TrainCommand::Text(a) => train_text(g, a),
+        TrainCommand::EvalText(a) => eval_text(g, a),
+    }
+}
+
+fn prepare_text(g: &Global, a: &PrepareTextArgs) -> Result<()> {
+    let opts = SplitOptions { chunk_bytes: a.chunk_bytes, heldout_every: a.heldout_every, skip: a.skip.clone() };
+    let corpus = corpus::prepare(&a.sources, &opts)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    for (name, text) in [("train.txt", &corpus.train), ("heldout.txt", &corpus.heldout)] {
+        stipple_core::output::write_file(&a.out.join(name), a.overwrite, |tmp| Ok::<_, anyhow::Error>(std::fs::write(tmp, text)?))?;
+    }
+    if g.json {
+        println!("{}", json!({ "files": corpus.files, "train_bytes": corpus.train.len(), "heldout_bytes": corpus.heldout.len() }));
+    } else {
+        println!("{} files: {} bytes of training text, {} held out, in {}", corpus.files, corpus.train.len(), corpus.heldout.len(), a.out.display());
+    }
+    Ok(())
+}
+
+fn tokenizer(g: &Global, a: &TokenizerArgs) -> Result<()> {
+    let train = a.data.join("train.txt");
+    if !train.is_file() {
+        bail!("{} not found: run `stipple train prepare-text` first", train.display());
+    }
+    let start = Instant::now();
+    let tok = corpus::train_tokenizer(&[train], a.vocab_size)?;
+    corpus::save_tokenizer(&tok, &a.out)?;
+    let secs = start.elapsed().as_secs_f64();
+    if g.json {
+        println!("{}", json!({ "vocab_size": tok.get_vocab_size(true), "seconds": secs }));
+    } else {
+        println!("tokenizer with {} entries written to {} ({secs:.1} s)", tok.get_vocab_size(true), a.out.display());
+    }
+    Ok(())
+}
+
+/// The token stream of a prepared text file.
+fn tokens_of(tok: &TextTokenizer, path: &Path) -> Result<Vec<u32>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {} (made by `stipple train prepare-text`)", path.display()))?;
+    // encode paragraph groups separately: the tokenizer is much faster on short inputs
+    let mut ids = Vec::new();
+    for part in text.split_inclusive("\n\n") {
+        ids.extend(tok.encode(part, false)?);
+    }
+    Ok(ids)
+}
+
+/// The LLaDA config.json of a model trained here.
+fn llada_config(a: &TextTrainArgs, vocab: usize) -> serde_json::Value {
+    let mlp = a.mlp.unwrap_or_else(|| (a.hidden * 8 / 3).div_ceil(64) * 64);
+    json!({
+        "architectures": ["LLaDAModelLM"],
+        "model_type": "llada",
+        "activation_type": "silu",
+        "alibi": false,
+        "attention_layer_norm": false,
+        "block_group_size": 1,
+        "block_type": "llama",
+        "d_model": a.hidden,
+        "embedding_size": vocab,
+        "vocab_size": vocab,
+        "eos_token_id": 0,
+        "pad_token_id": 0,
+        "mask_token_id": 1,
+        "include_bias": false,
+        "include_qkv_bias": false,
+        "input_emb_norm": false,
+        "layer_norm_type": "rms",
+        "max_sequence_length": a.seq_len,
+        "mlp_hidden_size": mlp,
+        "mlp_ratio": 4,
+        "n_heads": a.heads,
+        "n_kv_heads": a.heads,
+        "n_layers": a.layers,
+        "rms_norm_eps": 1e-5,
+        "rope": true,
+        "rope_full_precision": true,
+        "rope_theta": 10000.0,
+        "scale_logits": false,
+        "weight_tying": true,
+        "torch_dtype": "float16",
+    })
+}
+
+/// What a run records in its checkpoint to resume with the same settings.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunRecord {
+    config: serde_json::Value,
+    options: serde_json::Value,
+    losses: Vec<LossPoint>,
+    seconds: f64,
+}
+
+fn train_text(g: &Global, a: &TextTrainArgs) -> Result<()> {
+    let tok_path = a.out.join("tokenizer.json");
+    if !tok_path.is_file() {
+        bail!("{} not found: train one first with `stipple train tokenizer --data {} --out {}`", tok_path.display(), a.data.display(), a.out.display());
+    }
+    let tok = TextTokenizer::from_files(&tok_path, None)?;
+    for (t, want) in [(corpus::END_OF_TEXT, 0), (corpus::MASK, 1)] {
+        if tok.token_id(t) != Some(want) {
+            bail!("{}: {t} must have id {want} (use a tokenizer made by `stipple train tokenizer`)", tok_path.display());
+        }
+    }
+    let ckpt_dir = a.out.join("checkpoint");
+    let resumed = if a.resume {
+        Some(Checkpoint::load(&ckpt_dir).with_context(|| format!("--resume: no checkpoint in {}", ckpt_dir.display()))?)
+    } else {
+        if ckpt_dir.join(Checkpoint::META).exists() {
+            bail!("{} holds a run already: pass --resume to continue it, or remove it to start over", ckpt_dir.display());
+        }
+        None
+    };
+    let record: Option<RunRecord> = resumed.as_ref().map(|c| serde_json::from_value(c.meta.clone())).transpose().context("reading the checkpoint's run record")?;
+    let vocab = tok.inner().get_vocab_size(true);
+    let config = match &record {
+        Some(r) => r.config.clone(),
+        None => llada_config(a, vocab),
+    };
+    let opts = match &record {
+        Some(r) => text_options(&r.options)?,
+        None => TrainOptions {
+            seq_len: a.seq_len,
+            batch: a.batch,
+            steps: a.steps,
+            schedule: WarmupCosine { peak: a.lr, warmup: a.warmup, total: a.steps, floor: a.lr * 0.1 },
+            weight_decay: a.weight_decay,
+            clip: Some(a.clip),
+            ema_decay: a.ema,
+            mask_eps: 1e-3,
+            seed: g.seed.unwrap_or(0),
+        },
+    };
+    if a.heads == 0 || a.hidden % a.heads != 0 || (a.hidden / a.heads) % 2 != 0 {
+        bail!("--hidden ({}) must split into --heads ({}) of even width", a.hidden, a.heads);
+    }
+    let cfg: llada::Config = serde_json::from_value(config.clone())?;
+    let model = TrainableLlada::new(&cfg, &g.device, opts.seed)?;
+    let mut state = TrainState::new(named_params(&model)?, opts.weight_decay, opts.ema_decay)?;
+    let mut losses = Vec::new();
+    let mut seconds_before = 0.0;
+    if let (Some(c), Some(r)) = (&resumed, record) {
+        state.restore(c)?;
+        losses = r.losses;
+        seconds_before = r.seconds;
+        eprintln!("resuming at step {} of {}", c.step, opts.steps);
+    }
+    let t0 = Instant::now();
+    let corpus_ids = tokens_of(&tok, &a.data.join("train.txt"))?;
+    eprintln!("{} training tokens ({:.1} s to tokenize); {} parameters", corpus_ids.len(), t0.elapsed().as_secs_f64(), state.params.values().map(|v| v.elem_count()).sum::<usize>());
+
+    let bar = ProgressBar::with_draw_target(Some(opts.steps as u64), if g.json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} (eta {eta})")?.progress_chars("=> "));
+    bar.set_position(state.opt.step as u64);
+    let start = Instant::now();
+    let first_step = state.opt.step;
+    let tokens_per_step = opts.batch * opts.seq_len;
+    let options = serde_json::to_value(&opts)?;
+    let save = |state: &TrainState, losses: &[LossPoint], seconds: f64| -> Result<()> {
+        let record = RunRecord { config: config.clone(), options: options.clone(), losses: losses.to_vec(), seconds };
+        state.checkpoint(serde_json::to_value(&record)?).save(&ckpt_dir)?;
+        save_model(&a.out, &config, state.ema.weights(), candle_core::DType::F16)?;
+        loss_curve::write(&a.out, losses)
+    };
+    let mut failure = None;
+    // the bar draws only on a terminal; logs of unattended runs get a line per checkpoint
+    let logged_to_terminal = g.json || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    train_masked_diffusion(&model, &corpus_ids, 1, &opts, &mut state, &mut |r, st| {
+        losses.push(LossPoint { step: r.step, loss: r.loss });
+        let secs = start.elapsed().as_secs_f64();
+        let rate = (r.step - first_step) as f64 * tokens_per_step as f64 / secs.max(1e-9);
+        let recent = &losses[losses.len().saturating_sub(20)..];
+        let avg = recent.iter().map(|p| p.loss).sum::<f64>() / recent.len() as f64;
+        bar.set_message(format!("loss {avg:.3} | {:.0} tok/s | lr {:.1e}", rate, r.lr));
+        bar.set_position(r.step as u64);
+        let out_of_time = a.max_minutes.is_some_and(|m| secs > m * 60.0);
+        if r.step % a.checkpoint_every.max(1) == 0 || r.step == opts.steps || out_of_time {
+            if !logged_to_terminal {
+                eprintln!("step {}/{}: loss {avg:.3}, {rate:.0} tokens/s, lr {:.2e}, {:.1} min", r.step, opts.steps, r.lr, secs / 60.0);
+            }
+            if let Err(e) = save(st, &losses, seconds_before + secs) {
+                failure = Some(e);
+                return false;
+            }
+        }
+        !out_of_time
+    })?;
+    bar.finish();
+    if let Some(e) = failure {
+        return Err(e.context("saving a checkpoint"));
+    }
+    let secs = seconds_before + start.elapsed().as_secs_f64();
+    let done = state.opt.step;
+    let summary = json!({
+        "steps": done,
+        "of_steps": opts.steps,
+        "tokens_seen": done * tokens_per_step,
+        "training_tokens": corpus_ids.len(),
+        "parameters": state.params.values().map(|v| v.elem_count()).sum::<usize>(),
+        "seconds": secs,
+        "final_loss_avg20": losses.iter().rev().take(20).map(|p| p.loss).sum::<f64>() / losses.len().clamp(1, 20) as f64,
+        "options": options,
+        "threads": candle_core::utils::get_num_threads(),
+    });
+    let text = serde_json::to_string_pretty(&summary)?;
+    stipple_core::output::write_file(&a.out.join("train.json"), true, |tmp| Ok::<_, anyhow::Error>(std::fs::write(tmp, &text)?))?;
+    if g.json {
+        println!("{summary}");
+    } else {
+        println!("{done}/{} steps in {:.1} min; model in {}, loss curve in {}", opts.steps, secs / 60.0, a.out.display(), a.out.join("loss.png").display());
+    }
+    Ok(())
+}
+
+/// Training options back from a checkpoint's record.
+fn text_options(v: &serde_json::Value) -> Result<TrainOptions> {
+    let get = |k: &str| v.get(k).with_context(|| format!("the checkpoint's options lack {k}"));
+    let num = |k: &str| get(k).and_then(|x| x.as_f64().with_context(|| format!("option {k} is not a number")));
+    Ok(TrainOptions {
+        seq_len: num("seq_len")? as usize,
+        batch: num("batch")? as usize,
+        steps: num("steps")? as usize,
+        schedule: serde_json::from_value(get("schedule")?.clone())?,
+        weight_decay: num("weight_decay")?,
+        clip: get("clip")?.as_f64(),
+        ema_decay: num("ema_decay")?,
+        mask_eps: num("mask_eps")?,
+        seed: num("seed")? as u64,
+    })
+}
+
+fn eval_text(g: &Global, a: &EvalTextArgs) -> Result<()> {
+    let lm = DiffusionLm::load_path(&a.model, &g.device, g.dtype).with_context(|| format!("loading {}", a.model.display()))?;
+    let tok = TextTokenizer::from_files(&a.model.join("tokenizer.json"), None)?;
+    let train = tokens_of(&tok, &a.data.join("train.txt"))?;
+    let heldout = tokens_of(&tok, &a.data.join("heldout.txt"))?;
+    let opts = EvalOptions { seq_len: a.seq_len, windows: a.windows, mask_ratio: a.mask_ratio, seed: g.seed.unwrap_or(0), ..EvalOptions::default() };
+    let r = evaluate(&lm, &train, &heldout, &opts)?;
+    if g.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("held-out windows: {} x {} tokens ({} masked at ratio {})", r.windows, a.seq_len, r.masked_tokens, r.mask_ratio);
+        println!("masked-token accuracy: model {:.1}%  unigram {:.1}%", 100.0 * r.masked_accuracy, 100.0 * r.unigram_accuracy);
+        println!("NLL bound (nats/token): model {:.3}  unigram {:.3}", r.bound_nats_per_token, r.unigram_nats_per_token);
+    }
+    Ok(())
+}
