@@ -24,7 +24,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, 
         candle_core::bail!("attention: q {:?}, k {:?}, v {:?} do not fit", q.shape(), k.shape(), v.shape());
     }
     check_bias(key_bias, b, nk)?;
-    if !q.device().is_cpu() {
+    if !q.device().is_cpu() || crate::tracks_grad(&[q, k, v]) {
         return attention_unfused(q, k, v, key_bias, scale);
     }
     let shape = Shape { b, hq, hkv, nq, nk, d };
@@ -43,7 +43,7 @@ pub fn attention_merged(q: &Tensor, k: &Tensor, v: &Tensor, hq: usize, hkv: usiz
     }
     let d = wq / hq;
     check_bias(key_bias, b, nk)?;
-    if !q.device().is_cpu() {
+    if !q.device().is_cpu() || crate::tracks_grad(&[q, k, v]) {
         let split = |t: &Tensor, h: usize, n: usize| t.reshape((b, n, h, d))?.transpose(1, 2)?.contiguous();
         return attention_unfused(&split(q, hq, nq)?, &split(k, hkv, nk)?, &split(v, hkv, nk)?, key_bias, scale);
     }

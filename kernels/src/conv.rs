@@ -23,7 +23,7 @@ pub fn conv3x3(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Ten
             x.shape()
         );
     }
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() || crate::tracks_grad(&[x, weight]) || bias.is_some_and(|b| b.track_op()) {
         return conv3x3_unfused(x, weight, bias);
     }
     conv3x3_taps(x, &Taps::new(weight)?, bias, &Epilogue::default())
@@ -338,7 +338,8 @@ impl Conv2d {
         stride: usize,
     ) -> Result<Self> {
         let fused = padding == 1 && stride == 1 && weight.dims().get(2..) == Some(&[3, 3][..]);
-        let weight = if fused && weight.device().is_cpu() && weight.dtype() == DType::F32 {
+        // a trained weight stays as is: its tap-major copy would not follow its updates
+        let weight = if fused && weight.device().is_cpu() && weight.dtype() == DType::F32 && !crate::tracks_grad(&[&weight]) {
             ConvWeight::Taps(Taps::new(&weight)?)
         } else {
             ConvWeight::Tensor(weight)
@@ -356,10 +357,14 @@ impl Conv2d {
     /// `conv(x) + bias`, plus the epilogue's per-item channel bias and residual, added as
     /// the output is written (no extra passes on the CPU paths).
     pub fn forward_with(&self, x: &Tensor, epilogue: &Epilogue) -> Result<Tensor> {
-        let cpu = x.device().is_cpu();
+        let tracked = match &self.weight {
+            ConvWeight::Tensor(w) => crate::tracks_grad(&[x, w]) || self.bias.as_ref().is_some_and(|b| b.track_op()),
+            ConvWeight::Taps(_) => x.track_op(),
+        };
+        let cpu = x.device().is_cpu() && !tracked;
         let y = match &self.weight {
             ConvWeight::Taps(taps) if cpu => return conv3x3_taps(x, taps, self.bias.as_ref(), epilogue),
-            ConvWeight::Taps(_) => candle_core::bail!("conv: CPU weights used with a {:?} input", x.device()),
+            ConvWeight::Taps(_) => candle_core::bail!("conv: fixed CPU weights used with a {:?} input, or one that needs gradients", x.device()),
             ConvWeight::Tensor(w) if cpu && self.padding == 0 && self.stride == 1 && w.dims().get(2..) == Some(&[1, 1][..]) => {
                 return conv1x1(x, w, self.bias.as_ref(), epilogue);
             }

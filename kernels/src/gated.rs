@@ -39,7 +39,7 @@ pub fn gated(x: &Tensor, gate: Gate) -> Result<Tensor> {
     if last % 2 != 0 {
         candle_core::bail!("{gate:?}: last dimension {last} is odd");
     }
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() || x.track_op() {
         return gated_unfused(x, gate);
     }
     let x = x.contiguous()?;

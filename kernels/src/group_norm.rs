@@ -26,7 +26,7 @@ pub fn group_norm(
             x.shape()
         );
     }
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() || crate::tracks_grad(&[x, gamma, beta]) {
         return group_norm_unfused(x, groups, gamma, beta, eps, silu);
     }
     let c = dims[1];

@@ -14,6 +14,14 @@ pub mod guided_update;
 pub mod linear;
 mod winograd;
 
+/// Whether any of `tensors` is being tracked for gradients (a trainable variable, or a
+/// result computed from one). The fused kernels have no backward pass: when this holds,
+/// every entry point runs its candle-op twin instead, so the same model code trains and
+/// infers (training builds models from a `VarMap`, inference from read-only weights).
+pub fn tracks_grad(tensors: &[&candle_core::Tensor]) -> bool {
+    tensors.iter().any(|t| t.track_op())
+}
+
 /// Helpers shared by the kernels' tests.
 #[cfg(test)]
 pub(crate) mod test_util {

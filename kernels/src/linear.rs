@@ -19,8 +19,10 @@ pub struct Linear {
 
 impl Linear {
     /// From a weight `[out, in]` (the PyTorch layout) and an optional bias `[out]`.
+    /// A trained weight is kept as a transposed view, so it follows the optimiser's updates.
     pub fn new(weight: &Tensor, bias: Option<Tensor>) -> Result<Self> {
-        Ok(Self { wt: weight.t()?.contiguous()?, bias })
+        let wt = if crate::tracks_grad(&[weight]) { weight.t()? } else { weight.t()?.contiguous()? };
+        Ok(Self { wt, bias })
     }
 
     /// Output features.
@@ -40,7 +42,8 @@ impl Module for Linear {
             candle_core::bail!("linear: input {:?} does not end in {k}", x.shape());
         }
         *last = n;
-        if !x.device().is_cpu() || x.dtype() != DType::F32 || self.wt.dtype() != DType::F32 {
+        let tracked = crate::tracks_grad(&[x, &self.wt]) || self.bias.as_ref().is_some_and(|b| b.track_op());
+        if !x.device().is_cpu() || x.dtype() != DType::F32 || self.wt.dtype() != DType::F32 || tracked {
             let y = x.broadcast_matmul(&self.wt)?;
             return match &self.bias {
                 Some(b) => y.broadcast_add(b),

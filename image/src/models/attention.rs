@@ -5,7 +5,9 @@
 //! VAE's single-head spatial self-attention.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::layer_norm::LayerNorm;
 use stipple_kernels::linear::Linear;
 
 use super::resnet::{GroupNorm, linear, linear_no_bias};
@@ -98,11 +100,11 @@ struct BasicTransformerBlock {
 impl BasicTransformerBlock {
     fn new(vb: VarBuilder, dim: usize, heads: usize, head_dim: usize, context_dim: usize) -> Result<Self> {
         Ok(Self {
-            norm1: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm1"))?,
+            norm1: LayerNorm::new(dim, 1e-5, vb.pp("norm1"))?,
             attn1: Attention::new(vb.pp("attn1"), dim, None, heads, head_dim, false)?,
-            norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
+            norm2: LayerNorm::new(dim, 1e-5, vb.pp("norm2"))?,
             attn2: Attention::new(vb.pp("attn2"), dim, Some(context_dim), heads, head_dim, false)?,
-            norm3: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm3"))?,
+            norm3: LayerNorm::new(dim, 1e-5, vb.pp("norm3"))?,
             ff: FeedForward::new(vb.pp("ff"), dim)?,
         })
     }
@@ -204,13 +206,14 @@ pub struct SpatialSelfAttention {
 }
 
 impl SpatialSelfAttention {
-    /// Reads either the current (`to_q`...) or the legacy (`query`...) weight names.
+    /// Reads either the current (`to_q`...) or the legacy (`query`...) weight names (a new
+    /// model, built for training, gets the current ones).
     pub fn new(vb: VarBuilder, channels: usize, groups: usize, eps: f64) -> Result<Self> {
         let group_norm = GroupNorm::new(vb.pp("group_norm"), groups, channels, eps)?;
-        let attn = if vb.contains_tensor("to_q.weight") {
-            Attention::new(vb.clone(), channels, None, 1, channels, true)?
-        } else {
+        let attn = if vb.contains_tensor("query.weight") {
             Attention::new_legacy_vae(vb.clone(), channels)?
+        } else {
+            Attention::new(vb.clone(), channels, None, 1, channels, true)?
         };
         Ok(Self { group_norm, attn })
     }

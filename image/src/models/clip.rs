@@ -4,7 +4,9 @@
 //! embedding at the end-of-text token.
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use super::layer_norm::LayerNorm;
 use serde::Deserialize;
 
 /// The keys of a CLIP text `config.json` (also accepted nested under `text_config`).
@@ -118,7 +120,7 @@ impl ClipTextModel {
         }
         // transformers 4 writes `text_model.*`; transformers 5 writes the same names unprefixed.
         let tm = if vb.contains_tensor("text_model.embeddings.token_embedding.weight") { vb.pp("text_model") } else { vb.clone() };
-        let ln = |vb: VarBuilder| candle_nn::layer_norm(d, cfg.layer_norm_eps, vb);
+        let ln = |vb: VarBuilder| LayerNorm::new(d, cfg.layer_norm_eps, vb);
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let l = tm.pp(format!("encoder.layers.{i}"));
@@ -196,7 +198,8 @@ impl ClipTextModel {
         let k = split(l.k.forward(&h)?)?;
         let v = split(l.v.forward(&h)?)?;
         let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        // the fused softmax has no backward pass: the generic one when training
+        let probs = if stipple_kernels::tracks_grad(&[&scores]) { candle_nn::ops::softmax(&scores, candle_core::D::Minus1)? } else { candle_nn::ops::softmax_last_dim(&scores)? };
         let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
         let xs = (l.o.forward(&attn)? + xs)?;
         let h = l.fc2.forward(&self.act.apply(&l.fc1.forward(&l.ln2.forward(&xs)?)?)?)?;

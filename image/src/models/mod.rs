@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod clip;
 pub mod embeddings;
+pub mod layer_norm;
 pub mod resnet;
 pub mod taesd;
 pub mod unet;

@@ -354,11 +354,19 @@ impl UNet2DConditionModel {
     /// One denoising evaluation: `sample` `[b, in_channels, h, w]` at `timestep` (may be
     /// fractional) -> the model output `[b, out_channels, h, w]`.
     pub fn forward(&self, sample: &Tensor, timestep: f64, cond: &UNetConditioning) -> Result<Tensor> {
+        self.forward_timesteps(sample, &vec![timestep; sample.dim(0)?], cond)
+    }
+
+    /// The same with one timestep per batch row (training draws a level per image).
+    pub fn forward_timesteps(&self, sample: &Tensor, timesteps: &[f64], cond: &UNetConditioning) -> Result<Tensor> {
         let (b, _, _, _) = sample.dims4()?;
+        if timesteps.len() != b {
+            candle_core::bail!("unet: {} timesteps for a batch of {b}", timesteps.len());
+        }
         let dtype = sample.dtype();
         let dev = sample.device();
         let ch0 = self.config.block_out_channels[0];
-        let t = sinusoidal(&vec![timestep; b], ch0, self.config.flip_sin_to_cos, self.config.freq_shift, 1.0, dev)?.to_dtype(dtype)?;
+        let t = sinusoidal(timesteps, ch0, self.config.flip_sin_to_cos, self.config.freq_shift, 1.0, dev)?.to_dtype(dtype)?;
         let mut emb = self.time_embedding.forward(&t, cond.timestep_cond)?;
         if let Some(tt) = &self.text_time {
             let (Some(text), Some(ids)) = (cond.text_embeds, cond.time_ids) else {
