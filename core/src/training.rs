@@ -225,6 +225,81 @@ impl TrainState {
     }
 }
 
+/// The forward process of discrete-time diffusion for training: rows of `x0` noised to
+/// `sqrt(abar) x0 + sqrt(1 - abar) noise` at each row's `alpha_bars`, and the regression
+/// target for `prediction` (the noise, or `v = sqrt(abar) noise - sqrt(1 - abar) x0`, or
+/// `x0`). Returns `(noisy, target)`.
+pub fn noised_pair(x0: &Tensor, noise: &Tensor, alpha_bars: &[f32], prediction: crate::prediction::PredictionType) -> Result<(Tensor, Tensor)> {
+    use crate::prediction::PredictionType;
+    let b = x0.dim(0)?;
+    if alpha_bars.len() != b {
+        return Err(crate::error::invalid(format!("{} noise levels for a batch of {b}", alpha_bars.len())));
+    }
+    let mut shape = vec![b];
+    shape.extend(std::iter::repeat_n(1, x0.rank() - 1));
+    let col = |f: &dyn Fn(f32) -> f32| Tensor::from_vec(alpha_bars.iter().map(|&a| f(a)).collect::<Vec<f32>>(), shape.as_slice(), x0.device())?.to_dtype(x0.dtype());
+    let (sa, sb) = (col(&|a| a.sqrt())?, col(&|a| (1.0 - a).sqrt())?);
+    let noisy = (x0.broadcast_mul(&sa)? + noise.broadcast_mul(&sb)?)?;
+    let target = match prediction {
+        PredictionType::Epsilon => noise.clone(),
+        PredictionType::VPrediction => (noise.broadcast_mul(&sa)? - x0.broadcast_mul(&sb)?)?,
+        PredictionType::Sample => x0.clone(),
+        PredictionType::FlowPrediction => return Err(crate::error::invalid("flow-matching training is not supported; use epsilon or v_prediction")),
+    };
+    Ok((noisy, target))
+}
+
+/// The step loop every trainer shares.
+#[derive(Clone, Debug)]
+pub struct LoopOptions {
+    /// Optimiser steps in the whole run.
+    pub steps: usize,
+    /// Learning-rate schedule.
+    pub schedule: WarmupCosine,
+    /// Global gradient-norm clip (`None`: off).
+    pub clip: Option<f64>,
+    /// Seed: step `s` draws its batch and noise from stream `s` of this seed, so a resumed
+    /// run repeats the uninterrupted one exactly.
+    pub seed: u64,
+}
+
+/// What one step reports.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport {
+    /// 1-based step.
+    pub step: usize,
+    /// The objective on this batch.
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// Runs steps `state.opt.step .. opts.steps`: `loss` computes one batch's objective from
+/// the step's random stream, then comes backprop, the optimiser and EMA; `on_step` sees
+/// every step (progress, curves, checkpoints) and stops the run by returning `false`.
+/// Errors of the caller's own type pass through unchanged.
+pub fn train_loop<E: From<crate::Error> + From<candle_core::Error>>(
+    state: &mut TrainState,
+    opts: &LoopOptions,
+    loss: &mut dyn FnMut(&mut crate::noise::PortableRng) -> std::result::Result<Tensor, E>,
+    on_step: &mut dyn FnMut(&StepReport, &TrainState) -> bool,
+) -> std::result::Result<(), E> {
+    for step in state.opt.step..opts.steps {
+        let mut rng = crate::noise::PortableRng::stream(opts.seed, step as u64);
+        let value = loss(&mut rng)?;
+        let grads = value.backward()?;
+        let lr = opts.schedule.lr(step);
+        let grad_norm = state.step(&grads, lr, opts.clip)?;
+        let report = StepReport { step: step + 1, loss: value.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?, grad_norm, lr };
+        if !on_step(&report, state) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// A saved training run: named tensors (`param.*`, `adamw.*`, `ema.*`), the step it
 /// reached and free-form metadata (options, loss history).
 pub struct Checkpoint {
@@ -331,6 +406,24 @@ mod tests {
         ema.update(&p).unwrap();
         let e00 = ema.weights()["w"].to_vec2::<f32>().unwrap()[0][0];
         assert!((e00 - (0.5 * 3.0 + 0.5 * w00)).abs() < 1e-5, "{e00}");
+    }
+
+    #[test]
+    fn noised_pair_matches_the_prediction_formulas() {
+        use crate::prediction::PredictionType;
+        let x0 = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &Device::Cpu).unwrap();
+        let eps = Tensor::new(&[[0.5f32, -1.0], [2.0, 0.0]], &Device::Cpu).unwrap();
+        let (noisy, target) = noised_pair(&x0, &eps, &[0.64, 0.36], PredictionType::VPrediction).unwrap();
+        let n = noisy.to_vec2::<f32>().unwrap();
+        assert!((n[0][0] - (0.8 * 1.0 + 0.6 * 0.5)).abs() < 1e-6 && (n[1][1] - 0.6 * 4.0).abs() < 1e-6, "{n:?}");
+        let t = target.to_vec2::<f32>().unwrap();
+        assert!((t[0][1] - (0.8 * -1.0 - 0.6 * 2.0)).abs() < 1e-6 && (t[1][0] - (0.6 * 2.0 - 0.8 * 3.0)).abs() < 1e-6, "{t:?}");
+        // the clean-sample estimate of the sampler inverts it
+        let back = PredictionType::VPrediction.x0_from_alpha_bar(&target.narrow(0, 0, 1).unwrap(), &noisy.narrow(0, 0, 1).unwrap(), 0.64).unwrap();
+        assert!((back.to_vec2::<f32>().unwrap()[0][0] - 1.0).abs() < 1e-5);
+        let (_, t) = noised_pair(&x0, &eps, &[0.5, 0.5], PredictionType::Epsilon).unwrap();
+        assert_eq!(t.to_vec2::<f32>().unwrap(), eps.to_vec2::<f32>().unwrap());
+        assert!(noised_pair(&x0, &eps, &[0.5], PredictionType::Epsilon).is_err());
     }
 
     /// Ten steps in one go equal five, a save, a load into fresh parameters, and five more.

@@ -14,6 +14,7 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use stipple_core::noise::NoiseSource;
 
 use crate::error::{Error, Result, invalid};
+pub use stipple_core::training::StepReport;
 use crate::models::llada::{self, NAMES};
 use crate::models::transformer::TransformerConfig;
 
@@ -235,21 +236,6 @@ pub struct TrainOptions {
     pub seed: u64,
 }
 
-/// What one step reports.
-#[derive(Clone, Copy, Debug)]
-pub struct StepReport {
-    /// 1-based step.
-    pub step: usize,
-    /// The objective on this batch.
-    pub loss: f64,
-    /// Gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Learning rate used.
-    pub lr: f64,
-    /// Tokens seen so far.
-    pub tokens: usize,
-}
-
 /// The model's parameters by name, for the optimiser and the EMA.
 pub fn named_params(model: &TrainableLlada) -> Result<stipple_core::training::Params> {
     let data = model.varmap().data().lock().map_err(|_| invalid("parameter map lock poisoned"))?;
@@ -257,10 +243,8 @@ pub fn named_params(model: &TrainableLlada) -> Result<stipple_core::training::Pa
 }
 
 /// Trains `model` on random windows of the token stream `corpus` with LLaDA's objective,
-/// continuing from `state`'s step (a fresh state, or one restored from a checkpoint: each
-/// step draws its batch and masks from its own seeded stream, so a resumed run repeats
-/// the uninterrupted one exactly). `on_step` sees every step (progress bars, loss curves,
-/// checkpoints) and may stop the run by returning `false`.
+/// continuing from `state`'s step (fresh, or restored from a checkpoint) through the
+/// core's [`train_loop`](stipple_core::training::train_loop).
 pub fn train_masked_diffusion(
     model: &TrainableLlada,
     corpus: &[u32],
@@ -269,29 +253,21 @@ pub fn train_masked_diffusion(
     state: &mut stipple_core::training::TrainState,
     on_step: &mut dyn FnMut(&StepReport, &stipple_core::training::TrainState) -> bool,
 ) -> Result<()> {
-    use stipple_core::noise::PortableRng;
     if corpus.len() <= opts.seq_len || opts.seq_len == 0 || opts.batch == 0 {
         return Err(invalid(format!("the corpus ({} tokens) must be longer than one sequence ({})", corpus.len(), opts.seq_len)));
     }
     let dev = model.device.clone();
-    for step in state.opt.step..opts.steps {
-        let mut rng = PortableRng::stream(opts.seed, step as u64);
+    let looped = stipple_core::training::LoopOptions { steps: opts.steps, schedule: opts.schedule, clip: opts.clip, seed: opts.seed };
+    let mut loss = |rng: &mut stipple_core::noise::PortableRng| -> Result<Tensor> {
         let mut ids = Vec::with_capacity(opts.batch * opts.seq_len);
         for _ in 0..opts.batch {
             let start = (rng.uniform() * (corpus.len() - opts.seq_len) as f64) as usize;
             ids.extend_from_slice(&corpus[start..start + opts.seq_len]);
         }
         let ids = Tensor::from_vec(ids, (opts.batch, opts.seq_len), &dev)?;
-        let (loss, _) = masked_diffusion_loss(model, &ids, mask_id, opts.mask_eps, &mut rng)?;
-        let grads = loss.backward()?;
-        let lr = opts.schedule.lr(step);
-        let grad_norm = state.step(&grads, lr, opts.clip)?;
-        let report = StepReport { step: step + 1, loss: loss.to_scalar::<f32>()? as f64, grad_norm, lr, tokens: (step + 1) * opts.batch * opts.seq_len };
-        if !on_step(&report, state) {
-            break;
-        }
-    }
-    Ok(())
+        Ok(masked_diffusion_loss(model, &ids, mask_id, opts.mask_eps, rng)?.0)
+    };
+    stipple_core::training::train_loop(state, &looped, &mut loss, on_step)
 }
 
 #[cfg(test)]

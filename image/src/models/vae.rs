@@ -44,6 +44,9 @@ pub struct VaeConfig {
     /// Self-attention in the mid blocks.
     #[serde(default = "yes")]
     pub mid_block_add_attention: bool,
+    /// Side of the pictures it was trained on, when recorded.
+    #[serde(default)]
+    pub sample_size: Option<usize>,
     #[serde(default)]
     down_block_types: Vec<String>,
     #[serde(default)]

@@ -1,14 +1,12 @@
-//! `stipple train`: preparing data and training small models with stipple itself
-//! (`prepare-text`, `tokenizer`, `text`, `eval-text`).
+//! Text: `stipple train prepare-text`, `tokenizer`, `text` and `eval-text`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use clap::Args;
 use serde_json::json;
-use stipple_core::training::{Checkpoint, TrainState, WarmupCosine};
+use stipple_core::training::TrainState;
 use stipple_text::corpus::{self, SplitOptions};
 use stipple_text::eval::{EvalOptions, evaluate};
 use stipple_text::models::DiffusionLm;
@@ -16,28 +14,9 @@ use stipple_text::models::llada;
 use stipple_text::tokenizer::TextTokenizer;
 use stipple_text::train::{TrainOptions, TrainableLlada, named_params, save_model, train_masked_diffusion};
 
-use super::Global;
-use super::loss_curve::{self, LossPoint};
-
-/// `stipple train` arguments.
-#[derive(Args, Debug)]
-pub struct TrainArgs {
-    #[command(subcommand)]
-    pub command: TrainCommand,
-}
-
-/// What to prepare or train.
-#[derive(Subcommand, Debug)]
-pub enum TrainCommand {
-    /// Clean plain-text sources into DIR/train.txt and DIR/heldout.txt.
-    PrepareText(PrepareTextArgs),
-    /// Train a byte-level BPE tokenizer on DIR/train.txt into a model folder.
-    Tokenizer(TokenizerArgs),
-    /// Train a LLaDA-architecture model with the masked-diffusion objective.
-    Text(TextTrainArgs),
-    /// Measure a text model on held-out text against a unigram baseline.
-    EvalText(EvalTextArgs),
-}
+use super::super::Global;
+use super::RunArgs;
+use super::session::{Schedule, Session};
 
 /// `stipple train prepare-text` arguments.
 #[derive(Args, Debug)]
@@ -86,9 +65,8 @@ pub struct TextTrainArgs {
     /// config.json, model.safetensors (EMA weights), loss.csv, loss.png, train.json and checkpoint/.
     #[arg(long)]
     pub out: PathBuf,
-    /// Continue the run saved in OUT/checkpoint, with its own settings.
-    #[arg(long)]
-    pub resume: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Transformer blocks.
     #[arg(long, default_value_t = 4)]
     pub layers: usize,
@@ -107,30 +85,6 @@ pub struct TextTrainArgs {
     /// Sequences per step.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Optimiser steps.
-    #[arg(long, default_value_t = 2000)]
-    pub steps: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-3)]
-    pub lr: f64,
-    /// Warm-up steps.
-    #[arg(long, default_value_t = 100)]
-    pub warmup: usize,
-    /// AdamW weight decay.
-    #[arg(long, default_value_t = 0.1)]
-    pub weight_decay: f64,
-    /// Gradient-norm clip.
-    #[arg(long, default_value_t = 1.0)]
-    pub clip: f64,
-    /// EMA decay of the saved weights.
-    #[arg(long, default_value_t = 0.995)]
-    pub ema: f64,
-    /// Save a checkpoint (and the model, loss curve) every N steps.
-    #[arg(long, default_value_t = 100)]
-    pub checkpoint_every: usize,
-    /// Stop (after saving) once this much wall time has passed; --resume continues.
-    #[arg(long)]
-    pub max_minutes: Option<f64>,
 }
 
 /// `stipple train eval-text` arguments.
@@ -153,17 +107,7 @@ pub struct EvalTextArgs {
     pub mask_ratio: f64,
 }
 
-/// Run `stipple train`.
-pub fn run(g: &Global, args: &TrainArgs) -> Result<()> {
-    match &args.command {
-        TrainCommand::PrepareText(a) => prepare_text(g, a),
-        TrainCommand::Tokenizer(a) => tokenizer(g, a),
-        TrainCommand::Text(a) => train_text(g, a),
-        TrainCommand::EvalText(a) => eval_text(g, a),
-    }
-}
-
-fn prepare_text(g: &Global, a: &PrepareTextArgs) -> Result<()> {
+pub fn prepare_text(g: &Global, a: &PrepareTextArgs) -> Result<()> {
     let opts = SplitOptions { chunk_bytes: a.chunk_bytes, heldout_every: a.heldout_every, skip: a.skip.clone() };
     let corpus = corpus::prepare(&a.sources, &opts)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
@@ -178,7 +122,7 @@ fn prepare_text(g: &Global, a: &PrepareTextArgs) -> Result<()> {
     Ok(())
 }
 
-fn tokenizer(g: &Global, a: &TokenizerArgs) -> Result<()> {
+pub fn tokenizer(g: &Global, a: &TokenizerArgs) -> Result<()> {
     let train = a.data.join("train.txt");
     if !train.is_file() {
         bail!("{} not found: run `stipple train prepare-text` first", train.display());
@@ -243,16 +187,7 @@ fn llada_config(a: &TextTrainArgs, vocab: usize) -> serde_json::Value {
     })
 }
 
-/// What a run records in its checkpoint to resume with the same settings.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RunRecord {
-    config: serde_json::Value,
-    options: serde_json::Value,
-    losses: Vec<LossPoint>,
-    seconds: f64,
-}
-
-fn train_text(g: &Global, a: &TextTrainArgs) -> Result<()> {
+pub fn train_text(g: &Global, a: &TextTrainArgs) -> Result<()> {
     let tok_path = a.out.join("tokenizer.json");
     if !tok_path.is_file() {
         bail!("{} not found: train one first with `stipple train tokenizer --data {} --out {}`", tok_path.display(), a.data.display(), a.out.display());
@@ -263,112 +198,52 @@ fn train_text(g: &Global, a: &TextTrainArgs) -> Result<()> {
             bail!("{}: {t} must have id {want} (use a tokenizer made by `stipple train tokenizer`)", tok_path.display());
         }
     }
-    let ckpt_dir = a.out.join("checkpoint");
-    let resumed = if a.resume {
-        Some(Checkpoint::load(&ckpt_dir).with_context(|| format!("--resume: no checkpoint in {}", ckpt_dir.display()))?)
-    } else {
-        if ckpt_dir.join(Checkpoint::META).exists() {
-            bail!("{} holds a run already: pass --resume to continue it, or remove it to start over", ckpt_dir.display());
-        }
-        None
-    };
-    let record: Option<RunRecord> = resumed.as_ref().map(|c| serde_json::from_value(c.meta.clone())).transpose().context("reading the checkpoint's run record")?;
+    let session = Session::open(&a.out, a.run.resume)?;
     let vocab = tok.inner().get_vocab_size(true);
-    let config = match &record {
-        Some(r) => r.config.clone(),
-        None => llada_config(a, vocab),
+    let (config, opts) = match &session.record {
+        Some(r) => (r.config.clone(), text_options(&r.options)?),
+        None => {
+            if a.heads == 0 || a.hidden % a.heads != 0 || (a.hidden / a.heads) % 2 != 0 {
+                bail!("--hidden ({}) must split into --heads ({}) of even width", a.hidden, a.heads);
+            }
+            let r = &a.run;
+            let looped = r.looped(2e-3, g.seed.unwrap_or(0));
+            let opts = TrainOptions {
+                seq_len: a.seq_len,
+                batch: a.batch,
+                steps: looped.steps,
+                schedule: looped.schedule,
+                weight_decay: r.weight_decay,
+                clip: looped.clip,
+                ema_decay: r.ema,
+                mask_eps: 1e-3,
+                seed: looped.seed,
+            };
+            (llada_config(a, vocab), opts)
+        }
     };
-    let opts = match &record {
-        Some(r) => text_options(&r.options)?,
-        None => TrainOptions {
-            seq_len: a.seq_len,
-            batch: a.batch,
-            steps: a.steps,
-            schedule: WarmupCosine { peak: a.lr, warmup: a.warmup, total: a.steps, floor: a.lr * 0.1 },
-            weight_decay: a.weight_decay,
-            clip: Some(a.clip),
-            ema_decay: a.ema,
-            mask_eps: 1e-3,
-            seed: g.seed.unwrap_or(0),
-        },
-    };
-    if a.heads == 0 || a.hidden % a.heads != 0 || (a.hidden / a.heads) % 2 != 0 {
-        bail!("--hidden ({}) must split into --heads ({}) of even width", a.hidden, a.heads);
-    }
     let cfg: llada::Config = serde_json::from_value(config.clone())?;
     let model = TrainableLlada::new(&cfg, &g.device, opts.seed)?;
     let mut state = TrainState::new(named_params(&model)?, opts.weight_decay, opts.ema_decay)?;
-    let mut losses = Vec::new();
-    let mut seconds_before = 0.0;
-    if let (Some(c), Some(r)) = (&resumed, record) {
-        state.restore(c)?;
-        losses = r.losses;
-        seconds_before = r.seconds;
-        eprintln!("resuming at step {} of {}", c.step, opts.steps);
-    }
     let t0 = Instant::now();
     let corpus_ids = tokens_of(&tok, &a.data.join("train.txt"))?;
     eprintln!("{} training tokens ({:.1} s to tokenize); {} parameters", corpus_ids.len(), t0.elapsed().as_secs_f64(), state.params.values().map(|v| v.elem_count()).sum::<usize>());
-
-    let bar = ProgressBar::with_draw_target(Some(opts.steps as u64), if g.json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
-    bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} (eta {eta})")?.progress_chars("=> "));
-    bar.set_position(state.opt.step as u64);
-    let start = Instant::now();
-    let first_step = state.opt.step;
-    let tokens_per_step = opts.batch * opts.seq_len;
+    let sched = Schedule { steps: opts.steps, per_step: opts.batch * opts.seq_len, unit: "tokens", every: a.run.checkpoint_every, max_minutes: a.run.max_minutes };
     let options = serde_json::to_value(&opts)?;
-    let save = |state: &TrainState, losses: &[LossPoint], seconds: f64| -> Result<()> {
-        let record = RunRecord { config: config.clone(), options: options.clone(), losses: losses.to_vec(), seconds };
-        state.checkpoint(serde_json::to_value(&record)?).save(&ckpt_dir)?;
-        save_model(&a.out, &config, state.ema.weights(), candle_core::DType::F16)?;
-        loss_curve::write(&a.out, losses)
-    };
-    let mut failure = None;
-    // the bar draws only on a terminal; logs of unattended runs get a line per checkpoint
-    let logged_to_terminal = g.json || std::io::IsTerminal::is_terminal(&std::io::stderr());
-    train_masked_diffusion(&model, &corpus_ids, 1, &opts, &mut state, &mut |r, st| {
-        losses.push(LossPoint { step: r.step, loss: r.loss });
-        let secs = start.elapsed().as_secs_f64();
-        let rate = (r.step - first_step) as f64 * tokens_per_step as f64 / secs.max(1e-9);
-        let recent = &losses[losses.len().saturating_sub(20)..];
-        let avg = recent.iter().map(|p| p.loss).sum::<f64>() / recent.len() as f64;
-        bar.set_message(format!("loss {avg:.3} | {:.0} tok/s | lr {:.1e}", rate, r.lr));
-        bar.set_position(r.step as u64);
-        let out_of_time = a.max_minutes.is_some_and(|m| secs > m * 60.0);
-        if r.step % a.checkpoint_every.max(1) == 0 || r.step == opts.steps || out_of_time {
-            if !logged_to_terminal {
-                eprintln!("step {}/{}: loss {avg:.3}, {rate:.0} tokens/s, lr {:.2e}, {:.1} min", r.step, opts.steps, r.lr, secs / 60.0);
-            }
-            if let Err(e) = save(st, &losses, seconds_before + secs) {
-                failure = Some(e);
-                return false;
-            }
-        }
-        !out_of_time
-    })?;
-    bar.finish();
-    if let Some(e) = failure {
-        return Err(e.context("saving a checkpoint"));
-    }
-    let secs = seconds_before + start.elapsed().as_secs_f64();
-    let done = state.opt.step;
-    let summary = json!({
-        "steps": done,
-        "of_steps": opts.steps,
-        "tokens_seen": done * tokens_per_step,
-        "training_tokens": corpus_ids.len(),
-        "parameters": state.params.values().map(|v| v.elem_count()).sum::<usize>(),
-        "seconds": secs,
-        "final_loss_avg20": losses.iter().rev().take(20).map(|p| p.loss).sum::<f64>() / losses.len().clamp(1, 20) as f64,
-        "options": options,
-        "threads": candle_core::utils::get_num_threads(),
-    });
-    let text = serde_json::to_string_pretty(&summary)?;
-    stipple_core::output::write_file(&a.out.join("train.json"), true, |tmp| Ok::<_, anyhow::Error>(std::fs::write(tmp, &text)?))?;
+    let mut summary = session.run(
+        g,
+        &mut state,
+        config.clone(),
+        options,
+        &sched,
+        |st, on_step| Ok(train_masked_diffusion(&model, &corpus_ids, 1, &opts, st, on_step)?),
+        |st| Ok(save_model(&a.out, &config, st.ema.weights(), candle_core::DType::F16)?),
+    )?;
+    summary["training_tokens"] = corpus_ids.len().into();
     if g.json {
         println!("{summary}");
     } else {
-        println!("{done}/{} steps in {:.1} min; model in {}, loss curve in {}", opts.steps, secs / 60.0, a.out.display(), a.out.join("loss.png").display());
+        println!("{}/{} steps in {:.1} min; model in {}, loss curve in {}", summary["steps"], opts.steps, summary["seconds"].as_f64().unwrap_or(0.0) / 60.0, a.out.display(), a.out.join("loss.png").display());
     }
     Ok(())
 }
@@ -390,7 +265,7 @@ fn text_options(v: &serde_json::Value) -> Result<TrainOptions> {
     })
 }
 
-fn eval_text(g: &Global, a: &EvalTextArgs) -> Result<()> {
+pub fn eval_text(g: &Global, a: &EvalTextArgs) -> Result<()> {
     let lm = DiffusionLm::load_path(&a.model, &g.device, g.dtype).with_context(|| format!("loading {}", a.model.display()))?;
     let tok = TextTokenizer::from_files(&a.model.join("tokenizer.json"), None)?;
     let train = tokens_of(&tok, &a.data.join("train.txt"))?;
