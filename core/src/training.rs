@@ -88,15 +88,17 @@ impl AdamW {
         let (c1, c2) = (1.0 - b1.powi(self.step as i32), 1.0 - b2.powi(self.step as i32));
         for (name, var) in params {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
-            let g = (g * clip)?;
+            // detached: the moments must not keep this step's graph alive
+            let g = (g.detach() * clip)?;
             let (m, v) = match self.moments.remove(name) {
                 Some((m, v)) => (((m * b1)? + (&g * (1.0 - b1))?)?, ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?),
                 None => ((&g * (1.0 - b1))?, (g.sqr()? * (1.0 - b2))?),
             };
+            let (m, v) = (m.detach(), v.detach());
             let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + self.eps)?)?;
             let decay = if var.rank() >= 2 { self.weight_decay } else { 0.0 };
             let w = var.as_tensor();
-            let next = ((w * (1.0 - lr * decay))? - (update * lr)?)?;
+            let next = ((w.detach() * (1.0 - lr * decay))? - (update * lr)?)?;
             var.set(&next)?;
             self.moments.insert(name.clone(), (m, v));
         }
@@ -138,7 +140,7 @@ pub struct Ema {
 impl Ema {
     /// Starts from the current weights.
     pub fn new(params: &Params, decay: f64) -> Result<Self> {
-        let shadow = params.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?))).collect::<Result<_>>()?;
+        let shadow = params.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?))).collect::<Result<_>>()?;
         Ok(Self { decay, shadow })
     }
 
@@ -146,7 +148,8 @@ impl Ema {
     pub fn update(&mut self, params: &Params) -> Result<()> {
         for (name, v) in params {
             if let Some(s) = self.shadow.get_mut(name) {
-                *s = ((&*s * self.decay)? + (v.as_tensor() * (1.0 - self.decay))?)?;
+                // detached, or every average would hold the previous one through the graph
+                *s = ((&*s * self.decay)? + (v.as_tensor().detach() * (1.0 - self.decay))?)?;
             }
         }
         Ok(())
@@ -452,6 +455,8 @@ mod tests {
         run(&mut resumed, 5, 10);
         let get = |s: &TrainState| (s.params["w"].as_tensor().to_vec2::<f32>().unwrap(), s.ema.weights()["w"].to_vec2::<f32>().unwrap());
         assert_eq!(get(&straight), get(&resumed));
+        // nothing the run keeps holds a computation graph (that would grow memory every step)
+        assert!(straight.ema.weights().values().chain(straight.opt.state().values()).all(|t| !t.track_op()));
         // a model of another shape is refused
         let other = Var::from_tensor(&Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap()).unwrap();
         let mut wrong = TrainState::new(Params::from([("w".to_string(), other)]), 0.1, 0.9).unwrap();
