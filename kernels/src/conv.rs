@@ -23,7 +23,10 @@ pub fn conv3x3(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Ten
             x.shape()
         );
     }
-    if !x.device().is_cpu() || crate::tracks_grad(&[x, weight]) || bias.is_some_and(|b| b.track_op()) {
+    if crate::tracks_grad(&[x, weight]) || bias.is_some_and(|b| b.track_op()) {
+        return conv_trained(x, weight, bias, 1, 1);
+    }
+    if !x.device().is_cpu() {
         return conv3x3_unfused(x, weight, bias);
     }
     conv3x3_taps(x, &Taps::new(weight)?, bias, &Epilogue::default())
@@ -310,6 +313,107 @@ pub fn conv3x3_unfused(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Re
     }
 }
 
+/// `conv2d(x, weight, padding, stride) + bias` from differentiable tensor ops — zero
+/// padding, one gather of the `k * k` input pixels under every output pixel into columns
+/// (im2col as an `index_select`, whose backward is one scatter-add), one batched matrix
+/// product — for training: candle's own convolution backward runs per-element loops.
+pub fn conv2d_unfolded(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, padding: usize, stride: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (co, ci, kh, kw) = weight.dims4()?;
+    if ci != c || stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
+        candle_core::bail!("conv: weight {:?}, stride {stride}, padding {padding} do not fit input {:?}", weight.shape(), x.shape());
+    }
+    let xp = if padding > 0 { x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)? } else { x.clone() };
+    let (ho, wo) = ((h + 2 * padding - kh) / stride + 1, (w + 2 * padding - kw) / stride + 1);
+    let y = if (kh, kw, stride) == (1, 1, 1) {
+        weight.reshape((co, ci))?.broadcast_matmul(&xp.reshape((b, c, ho * wo))?)?
+    } else {
+        let wp = w + 2 * padding;
+        let mut idx = Vec::with_capacity(kh * kw * ho * wo);
+        for dy in 0..kh {
+            for dx in 0..kw {
+                for y in 0..ho {
+                    idx.extend((0..wo).map(|x| ((y * stride + dy) * wp + x * stride + dx) as u32));
+                }
+            }
+        }
+        let idx = Tensor::from_vec(idx, kh * kw * ho * wo, x.device())?;
+        let cols = xp.flatten_from(2)?.contiguous()?.index_select(&idx, 2)?.reshape((b, c * kh * kw, ho * wo))?;
+        weight.reshape((co, ci * kh * kw))?.broadcast_matmul(&cols)?
+    };
+    let y = y.reshape((b, co, ho, wo))?;
+    match bias {
+        Some(bias) => y.broadcast_add(&bias.reshape((1, co, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// The differentiable convolution: [`conv3x3_train`] for 3x3 / padding 1 / stride 1 on
+/// f32 CPU tensors, [`conv2d_unfolded`] otherwise.
+fn conv_trained(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, padding: usize, stride: usize) -> Result<Tensor> {
+    if (padding, stride) == (1, 1) && w.dims().get(2..) == Some(&[3, 3][..]) && x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+        let y = conv3x3_train(x, w)?;
+        return match bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        };
+    }
+    conv2d_unfolded(x, w, bias, padding, stride)
+}
+
+/// A 3x3 convolution (padding 1, stride 1, no bias) for training whose forward and
+/// backward passes both run the fused kernel: the input gradient is the same convolution
+/// of the output gradient with the weights transposed and flipped, the weight gradient
+/// nine matrix products of the gradient with shifted inputs. CPU, f32.
+pub fn conv3x3_train(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&weight.contiguous()?, Conv3x3Train)
+}
+
+struct Conv3x3Train;
+
+/// A contiguous f32 CPU storage as a tensor (copied).
+fn storage_tensor(s: &candle_core::CpuStorage, l: &candle_core::Layout) -> Result<Tensor> {
+    let candle_core::CpuStorage::F32(data) = s else { candle_core::bail!("conv3x3_train: f32 tensors only") };
+    if !l.is_contiguous() {
+        candle_core::bail!("conv3x3_train: contiguous tensors only");
+    }
+    let start = l.start_offset();
+    Tensor::from_slice(&data[start..start + l.shape().elem_count()], l.shape(), &Device::Cpu)
+}
+
+impl candle_core::CustomOp2 for Conv3x3Train {
+    fn name(&self) -> &'static str {
+        "stipple-conv3x3"
+    }
+
+    fn cpu_fwd(&self, s1: &candle_core::CpuStorage, l1: &candle_core::Layout, s2: &candle_core::CpuStorage, l2: &candle_core::Layout) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (x, w) = (storage_tensor(s1, l1)?, storage_tensor(s2, l2)?);
+        let y = conv3x3(&x, &w, None)?;
+        let shape = y.shape().clone();
+        Ok((candle_core::CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (x, w, grad) = (x.detach(), w.detach(), grad.detach().contiguous()?);
+        let (b, ci, h, wd) = x.dims4()?;
+        let co = w.dim(0)?;
+        let rev = Tensor::new(&[2u32, 1, 0], x.device())?;
+        let flipped = w.transpose(0, 1)?.contiguous()?.index_select(&rev, 2)?.index_select(&rev, 3)?;
+        let dx = conv3x3(&grad, &flipped, None)?;
+        let g = grad.transpose(0, 1)?.reshape((co, b * h * wd))?;
+        let xp = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+        let mut taps = Vec::with_capacity(9);
+        for dy in 0..3 {
+            for dx in 0..3 {
+                let shifted = xp.narrow(2, dy, h)?.narrow(3, dx, wd)?.transpose(0, 1)?.contiguous()?.reshape((ci, b * h * wd))?;
+                taps.push(g.matmul(&shifted.t()?)?);
+            }
+        }
+        let dw = Tensor::stack(&taps, 2)?.reshape((co, ci, 3, 3))?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
 /// A convolution layer that takes the fused path for 3x3 / stride 1 / padding 1 and
 /// candle's otherwise.
 ///
@@ -368,6 +472,7 @@ impl Conv2d {
             ConvWeight::Tensor(w) if cpu && self.padding == 0 && self.stride == 1 && w.dims().get(2..) == Some(&[1, 1][..]) => {
                 return conv1x1(x, w, self.bias.as_ref(), epilogue);
             }
+            ConvWeight::Tensor(w) if tracked => conv_trained(x, w, self.bias.as_ref(), self.padding, self.stride)?,
             ConvWeight::Tensor(w) => {
                 let y = x.conv2d(w, self.padding, self.stride, 1, 1)?;
                 match &self.bias {
@@ -396,6 +501,48 @@ impl Module for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The trained 3x3 convolution's values and both gradients match candle's.
+    #[test]
+    fn trained_conv3x3_matches_candle_forward_and_backward() {
+        let dev = Device::Cpu;
+        for (b, ci, co, h, w) in [(2, 3, 5, 7, 6), (1, 8, 4, 16, 16), (3, 2, 2, 1, 4)] {
+            let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, ci, h, w), &dev).unwrap()).unwrap();
+            let wt = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (co, ci, 3, 3), &dev).unwrap()).unwrap();
+            let ours = conv3x3_train(x.as_tensor(), wt.as_tensor()).unwrap();
+            let theirs = x.as_tensor().conv2d(wt.as_tensor(), 1, 1, 1, 1).unwrap();
+            assert!(crate::test_util::max_abs_diff(&ours, &theirs) < 1e-4);
+            let r = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+            let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &wt] {
+                let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+                assert!(crate::test_util::max_abs_diff(a, b) < 1e-3, "gradient of {:?}", v.dims());
+            }
+        }
+    }
+
+    /// Values and both gradients of the unfolded form match candle's convolution.
+    #[test]
+    fn unfolded_conv_matches_candle_forward_and_backward() {
+        let dev = Device::Cpu;
+        for (k, padding, stride, h, w) in [(3, 1, 1, 7, 6), (3, 0, 2, 9, 11), (1, 0, 1, 5, 5), (3, 1, 2, 9, 9), (4, 0, 4, 8, 12)] {
+            let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev).unwrap()).unwrap();
+            let wt = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 3, k, k), &dev).unwrap()).unwrap();
+            let bias = Tensor::randn(0f32, 1.0, 5, &dev).unwrap();
+            let ours = conv2d_unfolded(x.as_tensor(), wt.as_tensor(), Some(&bias), padding, stride).unwrap();
+            let theirs = x.as_tensor().conv2d(wt.as_tensor(), padding, stride, 1, 1).unwrap().broadcast_add(&bias.reshape((1, 5, 1, 1)).unwrap()).unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            assert!(crate::test_util::max_abs_diff(&ours, &theirs) < 1e-4, "k {k} stride {stride}");
+            let r = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+            let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &wt] {
+                let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+                assert!(crate::test_util::max_abs_diff(a, b) < 1e-3, "gradient, k {k} stride {stride}");
+            }
+        }
+    }
 
     #[test]
     fn fused_matches_candle() {
