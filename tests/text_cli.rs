@@ -133,3 +133,25 @@ fn infill_json_fills_constrained_holes() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("can never be filled"));
 }
+
+/// Without `--model`, `text` and `infill` use `stipple-mini/text` from `$STIPPLE_MODELS`
+/// first (here a copy of the tiny fixture), and say where they looked when it is missing.
+#[test]
+fn default_model_is_found_through_stipple_models() {
+    let root = std::env::temp_dir().join(format!("stipple-default-models-{}", std::process::id()));
+    let dir = root.join("stipple-mini/text");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(fixture("llada-tiny")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let run = |models: &Path, args: &[&str]| Command::new(env!("CARGO_BIN_EXE_stipple")).env("STIPPLE_MODELS", models).args(args).output().unwrap();
+    let with_model = stipple(&["--json", "text", "--model", &fixture("llada-tiny").to_string_lossy(), "--raw", "--gen-len", "6", "a b"]);
+    let by_default = run(&root, &["--json", "text", "--raw", "--gen-len", "6", "a b"]);
+    assert!(by_default.status.success(), "{}", String::from_utf8_lossy(&by_default.stderr));
+    let ids = |o: &std::process::Output| serde_json::from_slice::<Value>(&o.stdout).unwrap()["generated_ids"].clone();
+    assert_eq!(ids(&by_default), ids(&with_model));
+    let infill = run(&root, &["--json", "infill", "--template", "a [2] b"]);
+    assert!(infill.status.success(), "{}", String::from_utf8_lossy(&infill.stderr));
+    std::fs::remove_dir_all(&root).ok();
+}

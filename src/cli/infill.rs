@@ -14,9 +14,9 @@ use super::text::DecodeArgs;
 /// `stipple infill` arguments.
 #[derive(Args, Debug)]
 pub struct InfillArgs {
-    /// Model folder or hub id.
+    /// Model folder or hub id (default: the embedded stipple-mini text model).
     #[arg(long)]
-    pub model: String,
+    pub model: Option<String>,
     /// Template: fixed text with holes such as [4], [1..3], [4 /regex/], [1 {cat,dog}], [3 chars:[a-z]].
     #[arg(long)]
     pub template: String,
@@ -36,7 +36,11 @@ pub fn run(g: &Global, args: &InfillArgs) -> Result<()> {
     let mut decode = GenerateConfig { seed: g.seed.unwrap_or(0), ..GenerateConfig::default() };
     args.decode.apply(&mut decode);
     let opts = InfillOptions { steps: args.steps, decode, context: args.context.clone() };
-    let model = TextModel::load(&args.model, &g.device, g.dtype).with_context(|| format!("loading {}", args.model))?;
+    let spec = match &args.model {
+        Some(m) => m.clone(),
+        None => crate::defaults::model("text")?.display().to_string(),
+    };
+    let model = TextModel::load(&spec, &g.device, g.dtype).with_context(|| format!("loading {spec}"))?;
     let mut bar = BarProgress::new("infill", g.json);
     let out = infill(&model, &template, &opts, Some(&mut bar as &mut dyn Progress<CanvasView>))?;
     bar.finish();
