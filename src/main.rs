@@ -65,8 +65,8 @@ enum Command {
     Image(stipple::cli::image::ImageArgs),
     /// Generate music as spectrograms (Riffusion), or convert audio <-> spectrograms.
     Audio(stipple::cli::audio::AudioArgs),
-    /// Run a batch of jobs from a file.
-    Batch(Pending),
+    /// Run a file of jobs: one stipple command line per line (`#` comments).
+    Batch(BatchArgs),
     /// Open the desktop studio.
     Studio(Pending),
     /// Prepare data and train small models (text now; images and music follow).
@@ -82,6 +82,17 @@ enum Command {
 struct Pending {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     rest: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct BatchArgs {
+    /// The job file: one command per line, as typed after `stipple` (e.g.
+    /// `text "Call me Ishmael" --gen-len 32` or `image "red heart" --out heart.png`);
+    /// blank lines and lines starting with # are skipped.
+    file: std::path::PathBuf,
+    /// Run the remaining jobs after one fails (the exit status still reports the failure).
+    #[arg(long)]
+    keep_going: bool,
 }
 
 #[derive(Args, Debug)]
@@ -109,9 +120,8 @@ struct ScheduleArgs {
 /// Where the work for each pending command is tracked.
 fn pending_issue(command: &Command) -> Option<(&'static str, u32)> {
     match command {
-        Command::Batch(_) => Some(("batch", 6)),
         Command::Studio(_) => Some(("studio", 6)),
-        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) | Command::Image(_) | Command::Audio(_) | Command::Bench(_) | Command::Train(_) => None,
+        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) | Command::Image(_) | Command::Audio(_) | Command::Bench(_) | Command::Train(_) | Command::Batch(_) => None,
     }
 }
 
@@ -156,6 +166,73 @@ fn schedule(cli: &Cli, args: &ScheduleArgs) -> Result<()> {
     Ok(())
 }
 
+/// `stipple batch`: each line parsed as a command line and run in this process, in order.
+/// The batch's global options (`--seed`, `--device`, `--dtype`, `--json`) apply to every job
+/// unless its line gives its own. With `--json`, stdout is JSON Lines: each job's object,
+/// then a summary.
+fn batch(cli: &Cli, args: &BatchArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading the job file {}", args.file.display()))?;
+    let mut jobs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words = shlex::split(line).with_context(|| format!("{}:{}: unbalanced quotes", args.file.display(), i + 1))?;
+        let mut argv = vec!["stipple".to_string()];
+        let given = |flag: &str| words.iter().any(|w| w == flag || w.starts_with(&format!("{flag}=")));
+        if !given("--device") {
+            argv.extend(["--device".into(), cli.device.to_string()]);
+        }
+        if !given("--dtype") {
+            argv.extend(["--dtype".into(), cli.dtype.to_string()]);
+        }
+        if let (Some(seed), false) = (cli.seed, given("--seed")) {
+            argv.extend(["--seed".into(), seed.to_string()]);
+        }
+        if cli.json && !given("--json") {
+            argv.push("--json".into());
+        }
+        argv.extend(words);
+        let job = Cli::try_parse_from(&argv).map_err(|e| anyhow::anyhow!("{}:{}: {}", args.file.display(), i + 1, e.to_string().trim_end()))?;
+        if matches!(job.command, Command::Batch(_) | Command::Studio(_)) {
+            bail!("{}:{}: `batch` and `studio` cannot run inside a batch", args.file.display(), i + 1);
+        }
+        jobs.push((i + 1, line.to_string(), job));
+    }
+    if jobs.is_empty() {
+        bail!("{} holds no jobs", args.file.display());
+    }
+    let (total, mut failed) = (jobs.len(), Vec::new());
+    let start = std::time::Instant::now();
+    for (k, (line_no, line, job)) in jobs.iter().enumerate() {
+        eprintln!("[{}/{total}] line {line_no}: {line}", k + 1);
+        let t = std::time::Instant::now();
+        match run(job) {
+            Ok(()) => eprintln!("[{}/{total}] done in {:.1} s", k + 1, t.elapsed().as_secs_f64()),
+            Err(e) => {
+                if cli.json {
+                    println!("{}", json!({ "line": line_no, "error": format!("{e:#}") }));
+                }
+                eprintln!("[{}/{total}] line {line_no} failed: {e:#}", k + 1);
+                failed.push(*line_no);
+                if !args.keep_going {
+                    break;
+                }
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if cli.json {
+        println!("{}", json!({ "batch": args.file.display().to_string(), "jobs": total, "failed_lines": failed, "seconds": secs }));
+    }
+    eprintln!("{} of {total} jobs succeeded in {secs:.1} s", total - failed.len());
+    if !failed.is_empty() {
+        bail!("{} job(s) failed (lines {:?})", failed.len(), failed);
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<()> {
     // Validate the global options early so mistakes are reported before any work.
     let global = stipple::cli::Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json };
@@ -170,6 +247,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Audio(args) => stipple::cli::audio::run(&global, args),
         Command::Bench(args) => stipple::cli::bench::run(&global, args),
         Command::Train(args) => stipple::cli::train::run(&global, args),
+        Command::Batch(args) => batch(cli, args),
         _ => unreachable!("pending commands return above"),
     }
 }

@@ -18,13 +18,13 @@ fn help_lists_every_subcommand_and_global_option() {
 
 #[test]
 fn pending_commands_say_so_and_fail() {
-    for cmd in ["batch", "studio"] {
+    for cmd in ["studio"] {
         let out = stipple(&[cmd]);
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not implemented yet") && err.contains("issue #"), "{cmd}: {err}");
     }
-    let out = stipple(&["--json", "batch", "jobs.toml"]);
+    let out = stipple(&["--json", "studio"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     assert!(v["error"].as_str().unwrap().contains("issue #6"));
 }
@@ -65,4 +65,36 @@ fn bad_input_gets_a_clear_error_not_a_panic() {
     let bad_device = stipple(&["--device", "gpu", "schedule"]);
     assert!(!bad_device.status.success());
     assert!(String::from_utf8_lossy(&bad_device.stderr).contains("cpu or cuda:N"));
+}
+
+/// `stipple batch` runs each line as a command, applies the batch's global options, stops
+/// at the first failure (or goes on with --keep-going) and reports the failing lines.
+#[test]
+fn batch_runs_lines_in_order_and_reports_failures() {
+    let dir = std::env::temp_dir().join(format!("stipple-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jobs = dir.join("jobs.txt");
+    std::fs::write(&jobs, "# two schedules and a bad line\nschedule --preset sd15 --scheduler euler --steps 3\n\nschedule --scheduler 'dpm++2m' --steps 2\nschedule --scheduler nonsense\nschedule --steps 4\n").unwrap();
+    let out = stipple(&["--json", "batch", jobs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // two jobs, the failure (line 5), the summary, the batch's own error; line 6 never ran
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(lines[4]["error"].as_str().unwrap().contains("lines [5]"));
+    assert_eq!(lines[0]["steps"], 3);
+    assert_eq!(lines[1]["scheduler"].as_str().unwrap().to_lowercase().contains("dpm"), true);
+    assert_eq!(lines[2]["line"], 5);
+    assert_eq!(lines[3]["failed_lines"], serde_json::json!([5]));
+    let out = stipple(&["--json", "batch", "--keep-going", jobs.to_str().unwrap()]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6, "line 6 ran too: {lines:?}");
+    assert_eq!(lines[3]["steps"], 4);
+    assert_eq!((lines[4]["jobs"].as_u64(), lines[4]["failed_lines"].clone()), (Some(4), serde_json::json!([5])));
+    std::fs::write(&jobs, "text --gen-len 'unterminated\n").unwrap();
+    let err = String::from_utf8_lossy(&stipple(&["batch", jobs.to_str().unwrap()]).stderr).to_string();
+    assert!(err.contains("jobs.txt:1") && err.contains("quotes"), "{err}");
+    std::fs::write(&jobs, "batch other.txt\n").unwrap();
+    let err = String::from_utf8_lossy(&stipple(&["batch", jobs.to_str().unwrap()]).stderr).to_string();
+    assert!(err.contains("cannot run inside a batch"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

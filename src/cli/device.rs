@@ -28,6 +28,15 @@ impl FromStr for DeviceArg {
     }
 }
 
+impl std::fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 impl DeviceArg {
     /// Opens the device, with a clear error when this build has no CUDA support.
     pub fn open(self) -> Result<Device> {
@@ -59,6 +68,16 @@ impl FromStr for DTypeArg {
     }
 }
 
+impl std::fmt::Display for DTypeArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            _ => "f32",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +90,11 @@ mod tests {
         assert!("cuda:x".parse::<DeviceArg>().is_err());
         assert_eq!("bf16".parse::<DTypeArg>().unwrap().0, DType::BF16);
         assert!("f64".parse::<DTypeArg>().is_err());
+        for s in ["cpu", "cuda:1"] {
+            assert_eq!(s.parse::<DeviceArg>().unwrap().to_string(), s);
+        }
+        for s in ["f32", "f16", "bf16"] {
+            assert_eq!(s.parse::<DTypeArg>().unwrap().to_string(), s);
+        }
     }
 }
