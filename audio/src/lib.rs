@@ -4,12 +4,14 @@
 //! mel filterbank and its least-squares inverse), [`griffin_lim`] (phase reconstruction),
 //! [`spectrogram_image`] (Riffusion's image mapping and EXIF parameters), [`wav`] (WAV
 //! in and out, resampling) and [`codec`], which ties them to one [`params::SpectrogramParams`].
+//! [`music_set`] renders captioned General MIDI phrases for training small music models.
 #![warn(missing_docs)]
 
 pub mod codec;
 pub mod error;
 pub mod griffin_lim;
 pub mod mel;
+pub mod music_set;
 pub mod params;
 pub mod pipeline;
 pub mod spectrogram_image;
