@@ -139,3 +139,29 @@ fn emoji_set_autoencoder_and_text_to_image_make_a_pipeline_stipple_image_loads()
     fails_with(&stipple(&["train", "image", "--data", &s(&data), "--vae", &s(&dir.join("nothing")), "--out", &s(&dir.join("m2"))]), "stipple train vae");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `prepare-music` renders seeded, captioned spectrogram pictures with the parameters
+/// beside them (needs Debian's fluid-soundfont-gm, which .ci/run installs).
+#[test]
+fn music_set_is_captioned_seeded_and_carries_its_parameters() {
+    let sf2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2";
+    assert!(Path::new(sf2).is_file(), "install Debian's fluid-soundfont-gm (see .ci/run)");
+    let dir = std::env::temp_dir().join(format!("stipple-train-music-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for out in [&a, &b] {
+        let v = json(&stipple(&["--json", "--seed", "4", "train", "prepare-music", "--soundfont", sf2, "--out", &s(out), "--clips", "3"]));
+        assert_eq!((v["clips"].as_u64(), v["mel_bins"].as_u64()), (Some(3), Some(64)));
+    }
+    let meta = std::fs::read_to_string(a.join("metadata.jsonl")).unwrap();
+    assert_eq!(meta.lines().count(), 3);
+    assert!(meta.contains(" bpm") && meta.contains(" in "), "{meta}");
+    assert_eq!(meta, std::fs::read_to_string(b.join("metadata.jsonl")).unwrap());
+    assert_eq!(std::fs::read(a.join("images/00002.png")).unwrap(), std::fs::read(b.join("images/00002.png")).unwrap());
+    let img = image::open(a.join("images/00000.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 64));
+    let params: Value = serde_json::from_str(&std::fs::read_to_string(a.join("spectrogram_params.json")).unwrap()).unwrap();
+    assert_eq!((params["sample_rate"].as_u64(), params["num_frequencies"].as_u64()), (Some(16000), Some(64)));
+    fails_with(&stipple(&["train", "prepare-music", "--soundfont", "/nonexistent.sf2", "--out", &s(&dir.join("c"))]), "/nonexistent.sf2");
+    std::fs::remove_dir_all(&dir).ok();
+}

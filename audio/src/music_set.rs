@@ -210,6 +210,51 @@ impl GmRenderer {
     }
 }
 
+/// Spectrogram parameters for small music models: 16 kHz, 64 mel bins up to 8 kHz, a
+/// 32 ms hop, so a 64 x 64 picture holds 2.05 s.
+pub fn mini_params() -> crate::SpectrogramParams {
+    crate::SpectrogramParams {
+        sample_rate: 16000,
+        stereo: false,
+        step_size_ms: 32,
+        window_duration_ms: 64,
+        padded_duration_ms: 64,
+        num_frequencies: 64,
+        min_frequency: 0.0,
+        max_frequency: 8000.0,
+        ..crate::SpectrogramParams::riffusion()
+    }
+}
+
+/// Renders `clips` random phrases (seeded) as `width`-frame spectrogram PNGs into
+/// `out/images/`, with `out/spectrogram_params.json`; returns the caption records for
+/// `metadata.jsonl`.
+pub fn prepare(renderer: &GmRenderer, params: &crate::SpectrogramParams, out: &std::path::Path, clips: usize, width: usize, seed: u64) -> Result<Vec<stipple_image::train::dataset::Record>> {
+    let codec = crate::SpectrogramCodec::new(params.clone())?;
+    if renderer.rate != params.sample_rate {
+        return Err(AudioError::Params(format!("the renderer runs at {} Hz, the parameters at {}", renderer.rate, params.sample_rate)));
+    }
+    let images = out.join("images");
+    std::fs::create_dir_all(&images).map_err(|e| file_err(&images, e))?;
+    let hop = params.sample_rate as usize * params.step_size_ms as usize / 1000;
+    let seconds = (width * hop) as f64 / params.sample_rate as f64;
+    let mut records = Vec::with_capacity(clips);
+    for i in 0..clips {
+        let mut rng = PortableRng::stream(seed, i as u64);
+        let phrase = Phrase::random(&mut rng);
+        let audio = renderer.render(&phrase, seconds, &mut rng)?;
+        let (img, max) = codec.image_from_audio(&audio)?;
+        let img = image::imageops::crop_imm(&img, 0, 0, width as u32, img.height()).to_image();
+        let file = format!("images/{i:05}.png");
+        crate::spectrogram_image::write_png(&out.join(&file), &img, params, max as f64, true)?;
+        records.push(stipple_image::train::dataset::Record { file_name: file, text: phrase.caption(), category: Some(INSTRUMENTS[phrase.instrument].0.to_string()) });
+    }
+    let json = serde_json::to_string_pretty(params).map_err(|e| AudioError::Invalid(e.to_string()))?;
+    let path = out.join("spectrogram_params.json");
+    stipple_core::output::write_file(&path, true, |tmp| std::fs::write(tmp, &json).map_err(|e| file_err(tmp, e)))?;
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

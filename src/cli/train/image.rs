@@ -314,14 +314,15 @@ pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
         |st| {
             save_component(&a.out.join("unet"), &config["unet"], &weights_of(st, "unet"), "diffusion_pytorch_model.safetensors")?;
             save_component(&a.out.join("text_encoder"), &config["text_encoder"], &weights_of(st, "text_encoder"), "model.safetensors")?;
-            write_pipeline_files(&a.out, &a.vae, &sched_json)
+            write_pipeline_files(&a.out, &a.vae, &a.data, &sched_json)
         },
     )?;
     report(g, &summary, &a.out)
 }
 
-/// model_index.json, the scheduler config, and the autoencoder (copied when it lives elsewhere).
-fn write_pipeline_files(out: &Path, vae: &Path, scheduler: &serde_json::Value) -> Result<()> {
+/// model_index.json, the scheduler config, the autoencoder (copied when it lives
+/// elsewhere) and, for spectrogram sets, the data's `spectrogram_params.json`.
+fn write_pipeline_files(out: &Path, vae: &Path, data: &Path, scheduler: &serde_json::Value) -> Result<()> {
     let index = json!({
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": "0.42.1",
@@ -342,6 +343,10 @@ fn write_pipeline_files(out: &Path, vae: &Path, scheduler: &serde_json::Value) -
     };
     write(out.join("model_index.json"), &index)?;
     write(out.join("scheduler/scheduler_config.json"), scheduler)?;
+    let params = data.join("spectrogram_params.json");
+    if params.is_file() {
+        stipple_core::output::write_file(&out.join("spectrogram_params.json"), true, |tmp| Ok::<_, anyhow::Error>(std::fs::copy(&params, tmp).map(|_| ())?))?;
+    }
     let target = out.join("vae");
     let same = std::fs::canonicalize(vae).ok().zip(std::fs::canonicalize(&target).ok()).is_some_and(|(a, b)| a == b);
     if !same {

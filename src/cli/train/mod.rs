@@ -1,8 +1,10 @@
 //! `stipple train`: preparing data and training small models with stipple itself —
-//! masked-diffusion text models ([`text`]) and latent text-to-image models ([`image`]),
+//! masked-diffusion text models ([`text`]), latent text-to-image models ([`image`]) and,
+//! on spectrogram pictures, text-to-music models ([`music`]),
 //! through one run driver ([`session`]: checkpoints, resume, progress, loss curve).
 
 pub mod image;
+pub mod music;
 pub mod session;
 pub mod text;
 
@@ -31,6 +33,8 @@ pub enum TrainCommand {
     EvalText(text::EvalTextArgs),
     /// Rasterise an SVG emoji sprite sheet into a captioned image folder.
     PrepareEmoji(image::PrepareEmojiArgs),
+    /// Render captioned General MIDI phrases as spectrograms (a music training set).
+    PrepareMusic(music::PrepareMusicArgs),
     /// Train the KL autoencoder of a latent diffusion model.
     Vae(image::VaeTrainArgs),
     /// Train a text-to-image UNet and its text encoder on a trained autoencoder's latents.
@@ -90,6 +94,7 @@ pub fn run(g: &Global, args: &TrainArgs) -> Result<()> {
         TrainCommand::Text(a) => text::train_text(g, a),
         TrainCommand::EvalText(a) => text::eval_text(g, a),
         TrainCommand::PrepareEmoji(a) => image::prepare_emoji(g, a),
+        TrainCommand::PrepareMusic(a) => music::prepare_music(g, a),
         TrainCommand::Vae(a) => image::train_vae(g, a),
         TrainCommand::Image(a) => image::train_image(g, a),
     }
