@@ -4,9 +4,11 @@
 //! mel filterbank and its least-squares inverse), [`griffin_lim`] (phase reconstruction),
 //! [`spectrogram_image`] (Riffusion's image mapping and EXIF parameters), [`wav`] (WAV
 //! in and out, resampling) and [`codec`], which ties them to one [`params::SpectrogramParams`].
-//! [`music_set`] renders captioned General MIDI phrases for training small music models.
+//! [`music_set`] renders captioned General MIDI phrases for training small music models;
+//! [`analysis`] measures tempo, key and brightness to check generated clips.
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod codec;
 pub mod error;
 pub mod griffin_lim;

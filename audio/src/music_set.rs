@@ -185,9 +185,12 @@ impl GmRenderer {
 
     /// `seconds` of `p`, mono, peak-normalised to 0.9.
     pub fn render(&self, p: &Phrase, seconds: f64, rng: &mut PortableRng) -> Result<Vec<f32>> {
+        let Some(&(_, program)) = INSTRUMENTS.get(p.instrument) else {
+            return Err(AudioError::Invalid(format!("instrument {} is not one of the {} known", p.instrument, INSTRUMENTS.len())));
+        };
         let settings = SynthesizerSettings::new(self.rate as i32);
         let mut synth = Synthesizer::new(&self.font, &settings).map_err(|e| AudioError::Invalid(format!("synthesizer: {e}")))?;
-        synth.process_midi_message(0, 0xC0, INSTRUMENTS[p.instrument].1 as i32, 0);
+        synth.process_midi_message(0, 0xC0, program as i32, 0);
         let samples = (seconds * self.rate as f64) as usize;
         let (mut left, mut right) = (vec![0f32; samples], vec![0f32; samples]);
         let mut pos = 0;
