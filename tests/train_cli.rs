@@ -137,6 +137,15 @@ fn emoji_set_autoencoder_and_text_to_image_make_a_pipeline_stipple_image_loads()
     assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(16), Some(16)));
     assert!(out.is_file());
     fails_with(&stipple(&["train", "image", "--data", &s(&data), "--vae", &s(&dir.join("nothing")), "--out", &s(&dir.join("m2"))]), "stipple train vae");
+    // the prompt-following check runs on the trained folder (an untrained model: any rank)
+    let v = json(&stipple(&["--json", "train", "eval-image", "--model", &model_s, "--data", &data_s, "--prompts", "2", "--steps", "2", "--guidance", "1,4"]));
+    assert_eq!((v["pictures"].as_u64(), v["chance_top1"].as_f64()), (Some(2), Some(0.5)));
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for r in results {
+        let rank = r["mean_rank"].as_f64().unwrap();
+        assert!((1.0..=2.0).contains(&rank) && r["top5"] == 1.0, "{r}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

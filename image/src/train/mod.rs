@@ -10,3 +10,4 @@ pub mod emoji;
 pub mod autoencoder;
 pub mod init;
 pub mod latent_diffusion;
+pub mod eval;

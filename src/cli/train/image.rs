@@ -125,6 +125,44 @@ pub struct ImageTrainArgs {
     pub prediction: PredictionArg,
 }
 
+/// `stipple train eval-image` arguments.
+#[derive(Args, Debug)]
+pub struct EvalImageArgs {
+    /// A trained pipeline folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Its training image folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Prompts, spread over the captions.
+    #[arg(long, default_value_t = 32)]
+    pub prompts: usize,
+    /// Sampler steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Guidance scales to compare.
+    #[arg(long, value_delimiter = ',', default_value = "1,5")]
+    pub guidance: Vec<f64>,
+}
+
+pub fn eval_image(g: &Global, a: &EvalImageArgs) -> Result<()> {
+    let pipe = stipple_image::StableDiffusion::load(&a.model, &g.device, g.dtype).with_context(|| format!("loading {}", a.model.display()))?;
+    let vae_cfg: VaeConfig = serde_json::from_str(&std::fs::read_to_string(a.model.join("vae/config.json"))?)?;
+    let size = vae_cfg.sample_size.context("the autoencoder's config has no sample_size")? as u32;
+    let data = ImageFolder::load(&a.data, size, &g.device)?;
+    let opts = stipple_image::train::eval::EvalOptions { prompts: a.prompts, steps: a.steps, guidance: a.guidance.clone(), seed: g.seed.unwrap_or(0) };
+    let r = stipple_image::train::eval::nearest_caption(&pipe, &data, &opts)?;
+    if g.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{} prompts against {} training pictures (chance of top-1: {:.2}%)", r.prompts.len(), r.pictures, 100.0 * r.chance_top1);
+        for x in &r.results {
+            println!("guidance {:>4}: nearest picture has the prompt's caption {:.0}% (top-5 {:.0}%), mean rank {:.1}", x.guidance, 100.0 * x.top1, 100.0 * x.top5, x.mean_rank);
+        }
+    }
+    Ok(())
+}
+
 pub fn prepare_emoji(g: &Global, a: &PrepareEmojiArgs) -> Result<()> {
     if !(8..=512).contains(&a.size) {
         bail!("--size must be between 8 and 512 pixels");

@@ -31,6 +31,8 @@ pub enum TrainCommand {
     Text(text::TextTrainArgs),
     /// Measure a text model on held-out text against a unigram baseline.
     EvalText(text::EvalTextArgs),
+    /// Measure whether prompts control a trained image model (nearest training caption).
+    EvalImage(image::EvalImageArgs),
     /// Rasterise an SVG emoji sprite sheet into a captioned image folder.
     PrepareEmoji(image::PrepareEmojiArgs),
     /// Render captioned General MIDI phrases as spectrograms (a music training set).
@@ -96,6 +98,7 @@ pub fn run(g: &Global, args: &TrainArgs) -> Result<()> {
         TrainCommand::PrepareEmoji(a) => image::prepare_emoji(g, a),
         TrainCommand::PrepareMusic(a) => music::prepare_music(g, a),
         TrainCommand::Vae(a) => image::train_vae(g, a),
+        TrainCommand::EvalImage(a) => image::eval_image(g, a),
         TrainCommand::Image(a) => image::train_image(g, a),
     }
 }
