@@ -153,5 +153,13 @@ fn default_model_is_found_through_stipple_models() {
     assert_eq!(ids(&by_default), ids(&with_model));
     let infill = run(&root, &["--json", "infill", "--template", "a [2] b"]);
     assert!(infill.status.success(), "{}", String::from_utf8_lossy(&infill.stderr));
+    // a generation_config.json sets the defaults the command line leaves open
+    std::fs::write(dir.join("generation_config.json"), r#"{"gen_length": 6, "block_length": 3, "temperature": 1.0}"#).unwrap();
+    let sampled = |seed: &str| ids(&run(&root, &["--json", "--seed", seed, "text", "--raw", "a b"]));
+    let (one, two) = (sampled("1"), sampled("2"));
+    assert_eq!(one.as_array().unwrap().len(), 6);
+    assert_ne!(one, two, "temperature 1 from the config: seeds differ");
+    let greedy = ids(&run(&root, &["--json", "text", "--raw", "--temperature", "0", "--gen-len", "6", "--block-len", "6", "a b"]));
+    assert_eq!(greedy, ids(&with_model), "the command line wins");
     std::fs::remove_dir_all(&root).ok();
 }

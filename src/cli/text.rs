@@ -62,9 +62,9 @@ pub struct DecodeArgs {
     /// Confidence measure deciding which proposals are committed first.
     #[arg(long, value_enum, default_value = "low-confidence")]
     pub remasking: RemaskingArg,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f64,
+    /// Sampling temperature (0: greedy; default: the model's generation_config.json, else 0).
+    #[arg(long)]
+    pub temperature: Option<f64>,
     /// Nucleus sampling threshold (with --temperature > 0).
     #[arg(long)]
     pub top_p: Option<f64>,
@@ -92,7 +92,7 @@ impl DecodeArgs {
     /// Fill the shared fields of a config.
     pub fn apply(&self, cfg: &mut GenerateConfig) {
         cfg.remasking = self.remasking.into();
-        cfg.temperature = self.temperature;
+        cfg.temperature = self.temperature.unwrap_or(0.0);
         cfg.top_p = self.top_p;
         cfg.top_k = self.top_k;
         cfg.cache = self.cache.into();
@@ -172,6 +172,34 @@ impl Progress<CanvasView> for TextProgress<'_> {
     }
 }
 
+/// Decoding defaults a model folder recommends in `generation_config.json` (LLaDA's
+/// `gen_length` / `block_length`, or transformers' `max_new_tokens`, plus `temperature`,
+/// `top_p`, `top_k`); the command line overrides each.
+#[derive(Default, Debug, PartialEq)]
+struct ModelDefaults {
+    gen_len: Option<usize>,
+    block_len: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<usize>,
+}
+
+impl ModelDefaults {
+    fn read(spec: &str) -> Result<Self> {
+        let Some(path) = stipple_text::files::ModelFiles::resolve(spec)?.generation_config else { return Ok(Self::default()) };
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?).with_context(|| format!("reading {}", path.display()))?;
+        let int = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).map(|n| n as usize);
+        let float = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        Ok(Self {
+            gen_len: int("gen_length").or_else(|| int("max_new_tokens")),
+            block_len: int("block_length"),
+            temperature: float("temperature"),
+            top_p: float("top_p"),
+            top_k: int("top_k"),
+        })
+    }
+}
+
 /// Run `stipple text`.
 pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
     let prompts: Vec<String> = args.prompt_arg.iter().chain(&args.prompt).cloned().collect();
@@ -183,27 +211,41 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
         None => crate::defaults::model("text")?.display().to_string(),
     };
     let model = TextModel::load(&model_spec, &g.device, g.dtype).with_context(|| format!("loading {model_spec}"))?;
+    let defaults = ModelDefaults::read(&model_spec)?;
+    let block_len = args.block_len.or(defaults.block_len);
     let gen_len = match (args.gen_len, model.lm.spec().max_len) {
         (Some(n), _) => n,
-        (None, Some(max)) => {
-            let longest = prompts.iter().map(|p| model.prompt_ids(p, args.raw).map(|ids| ids.len())).collect::<stipple_text::Result<Vec<_>>>()?.into_iter().max().unwrap_or(0);
-            if longest >= max {
-                bail!("the prompt has {longest} tokens; the model reads at most {max}");
+        (None, max) => {
+            let mut n = defaults.gen_len.unwrap_or(128);
+            if let Some(max) = max {
+                // what fits after the longest prompt, in whole blocks
+                let longest = prompts.iter().map(|p| model.prompt_ids(p, args.raw).map(|ids| ids.len())).collect::<stipple_text::Result<Vec<_>>>()?.into_iter().max().unwrap_or(0);
+                if longest >= max {
+                    bail!("the prompt has {longest} tokens; the model reads at most {max}");
+                }
+                n = n.min(max - longest);
+                if let Some(b) = block_len.filter(|&b| b > 0 && n >= b) {
+                    n = n / b * b;
+                }
             }
-            128.min(max - longest)
+            n
         }
-        (None, None) => 128,
     };
     let mut cfg = GenerateConfig {
         gen_len,
         steps: args.steps.unwrap_or(gen_len),
-        block_len: args.block_len.unwrap_or(gen_len),
+        block_len: block_len.unwrap_or(gen_len).min(gen_len),
         cfg: args.cfg,
         early_stop: args.early_stop,
         seed: g.seed.unwrap_or(0),
         ..GenerateConfig::default()
     };
     args.decode.apply(&mut cfg);
+    if args.decode.temperature.is_none() {
+        cfg.temperature = defaults.temperature.unwrap_or(0.0);
+        cfg.top_p = args.decode.top_p.or(defaults.top_p);
+        cfg.top_k = args.decode.top_k.or(defaults.top_k);
+    }
     if gen_len == 0 {
         bail!("--gen-len must be > 0");
     }
