@@ -174,3 +174,15 @@ fn music_set_is_captioned_seeded_and_carries_its_parameters() {
     fails_with(&stipple(&["train", "prepare-music", "--soundfont", "/nonexistent.sf2", "--out", &s(&dir.join("c"))]), "/nonexistent.sf2");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `eval-music` measures generated clips and, with a soundfont, reference renders of the
+/// same captions (which read back their tempo); here on the tiny random Riffusion fixture.
+#[test]
+fn eval_music_measures_generated_and_reference_clips() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("audio/tests/fixtures/riffusion-tiny");
+    let v = json(&stipple(&["--json", "train", "eval-music", "--model", &s(&model), "--soundfont", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "--instruments", "bass", "--tempos", "120,150", "--steps", "4", "--seconds", "1.6"]));
+    assert_eq!(v["generated"]["clips"].as_array().unwrap().len(), 2);
+    assert!(v["generated"]["centroid_by_instrument"][0][1].as_f64().unwrap() > 0.0);
+    assert_eq!(v["reference"]["tempo_within_6pct"].as_f64(), Some(1.0), "{}", v["reference"]);
+    fails_with(&stipple(&["train", "eval-music", "--model", &s(&model), "--soundfont", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "--instruments", "kazoo"]), "kazoo");
+}

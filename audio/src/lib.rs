@@ -5,12 +5,14 @@
 //! [`spectrogram_image`] (Riffusion's image mapping and EXIF parameters), [`wav`] (WAV
 //! in and out, resampling) and [`codec`], which ties them to one [`params::SpectrogramParams`].
 //! [`music_set`] renders captioned General MIDI phrases for training small music models;
-//! [`analysis`] measures tempo, key and brightness to check generated clips.
+//! [`analysis`] measures tempo, key and brightness, and [`eval`] uses it to check that
+//! generated clips follow their prompts.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod codec;
 pub mod error;
+pub mod eval;
 pub mod griffin_lim;
 pub mod mel;
 pub mod music_set;

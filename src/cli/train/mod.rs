@@ -37,6 +37,8 @@ pub enum TrainCommand {
     PrepareEmoji(image::PrepareEmojiArgs),
     /// Render captioned General MIDI phrases as spectrograms (a music training set).
     PrepareMusic(music::PrepareMusicArgs),
+    /// Measure whether prompts control a trained music model (tempo, brightness).
+    EvalMusic(music::EvalMusicArgs),
     /// Train the KL autoencoder of a latent diffusion model.
     Vae(image::VaeTrainArgs),
     /// Train a text-to-image UNet and its text encoder on a trained autoencoder's latents.
@@ -97,6 +99,7 @@ pub fn run(g: &Global, args: &TrainArgs) -> Result<()> {
         TrainCommand::EvalText(a) => text::eval_text(g, a),
         TrainCommand::PrepareEmoji(a) => image::prepare_emoji(g, a),
         TrainCommand::PrepareMusic(a) => music::prepare_music(g, a),
+        TrainCommand::EvalMusic(a) => music::eval_music(g, a),
         TrainCommand::Vae(a) => image::train_vae(g, a),
         TrainCommand::EvalImage(a) => image::eval_image(g, a),
         TrainCommand::Image(a) => image::train_image(g, a),

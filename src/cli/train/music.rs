@@ -51,3 +51,58 @@ pub fn prepare_music(g: &Global, a: &PrepareMusicArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `stipple train eval-music` arguments.
+#[derive(Args, Debug)]
+pub struct EvalMusicArgs {
+    /// A trained Riffusion-style model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Also measure reference renders of the same captions with this SF2 soundfont.
+    #[arg(long)]
+    pub soundfont: Option<PathBuf>,
+    /// Instruments to prompt.
+    #[arg(long, value_delimiter = ',', default_value = "bass,piano,flute,violin")]
+    pub instruments: Vec<String>,
+    /// Tempi to prompt.
+    #[arg(long, value_delimiter = ',', default_value = "70,110,150")]
+    pub tempos: Vec<u32>,
+    /// Seconds per clip.
+    #[arg(long, default_value_t = 4.0)]
+    pub seconds: f64,
+    /// Sampler steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Guidance scale.
+    #[arg(long, default_value_t = 5.0)]
+    pub guidance: f64,
+}
+
+pub fn eval_music(g: &Global, a: &EvalMusicArgs) -> Result<()> {
+    use stipple_audio::eval::{MusicEvalOptions, prompt_following, reference};
+    let known: Vec<&str> = music_set::INSTRUMENTS.iter().map(|(n, _)| *n).collect();
+    if let Some(bad) = a.instruments.iter().find(|i| !known.contains(&i.as_str())) {
+        bail!("unknown instrument {bad:?}: the training captions use {}", known.join(", "));
+    }
+    let model = stipple_audio::Riffusion::load(&a.model, &g.device, g.dtype)?;
+    let opts = MusicEvalOptions { instruments: a.instruments.clone(), tempos: a.tempos.clone(), seconds: a.seconds, steps: a.steps, guidance: a.guidance, seed: g.seed.unwrap_or(0) };
+    let generated = prompt_following(&model, &opts)?;
+    let refs = match &a.soundfont {
+        Some(sf2) => {
+            let rate = stipple_audio::SpectrogramParams::from_file(&a.model.join("spectrogram_params.json")).map(|p| p.sample_rate).unwrap_or(16000);
+            Some(reference(&GmRenderer::new(sf2, rate)?, &opts, rate)?)
+        }
+        None => None,
+    };
+    if g.json {
+        println!("{}", json!({ "generated": generated, "reference": refs }));
+        return Ok(());
+    }
+    for (name, r) in [("generated", Some(&generated)), ("reference renders", refs.as_ref())] {
+        let Some(r) = r else { continue };
+        println!("{name}: tempo within 6% for {:.0}% of {} clips, rank correlation {:.2}", 100.0 * r.tempo_within_6pct, r.clips.len(), r.tempo_rank_correlation);
+        let c: Vec<String> = r.centroid_by_instrument.iter().map(|(i, hz)| format!("{i} {hz:.0} Hz")).collect();
+        println!("  brightness (spectral centroid): {}", c.join(", "));
+    }
+    Ok(())
+}
