@@ -40,6 +40,8 @@ case "$KIND" in
     "$STIPPLE" --seed 0 train eval-text --model "$WORK/text" --data "$WORK/text-data" | tee "$WORK/text/eval.txt"
     mkdir -p models/stipple-mini/text
     cp "$WORK"/text/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,train.json,loss.png,eval.txt} models/stipple-mini/text/
+    # the decoding the model is shown with: 48 tokens in blocks of 8, sampled
+    printf '{\n  "gen_length": 48,\n  "block_length": 8,\n  "temperature": 0.8,\n  "top_p": 0.9\n}\n' > models/stipple-mini/text/generation_config.json
     ;;
   *) echo "unknown model kind $KIND (text)" >&2; exit 2 ;;
 esac
