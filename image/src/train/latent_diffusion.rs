@@ -89,11 +89,6 @@ impl TextToImage {
         super::init::fan_in_normal(&varmap, seed)?;
         Ok(Self { unet, text_encoder, varmap })
     }
-
-    /// The weights of one component (`unet` or `text_encoder`), names without the prefix.
-    pub fn component(&self, weights: &std::collections::BTreeMap<String, Tensor>, prefix: &str) -> std::collections::HashMap<String, Tensor> {
-        weights.iter().filter_map(|(k, t)| k.strip_prefix(&format!("{prefix}.")).map(|n| (n.to_string(), t.clone()))).collect()
-    }
 }
 
 /// Settings of a text-to-image run.
