@@ -214,7 +214,7 @@ pub fn masked_diffusion_loss(model: &TrainableLlada, ids: &Tensor, mask_id: u32,
 }
 
 /// Settings of a masked-diffusion training run.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
     /// Tokens per training sequence.
     pub seq_len: usize,

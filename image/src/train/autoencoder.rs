@@ -68,11 +68,10 @@ pub fn loss(vae: &AutoencoderKL, images: &Tensor, kl_weight: f64, rng: &mut Port
 }
 
 /// Random rows of `images` for one batch.
-pub fn batch(images: &Tensor, n: usize, rng: &mut PortableRng) -> Result<(Tensor, Vec<u32>)> {
+pub fn batch(images: &Tensor, n: usize, rng: &mut PortableRng) -> Result<Tensor> {
     let total = images.dim(0)?;
     let rows: Vec<u32> = (0..n).map(|_| (rng.next_uniform() * total as f64) as u32).collect();
-    let idx = Tensor::from_vec(rows.clone(), n, images.device())?;
-    Ok((images.index_select(&idx, 0)?, rows))
+    Ok(images.index_select(&Tensor::from_vec(rows, n, images.device())?, 0)?)
 }
 
 /// Trains `vae` on `images` (`[N, 3, H, W]` in [-1, 1]) from `state`'s step.
@@ -85,7 +84,7 @@ pub fn train(
     on_step: &mut dyn FnMut(&StepReport, &TrainState) -> bool,
 ) -> Result<()> {
     let mut objective = |rng: &mut PortableRng| -> Result<Tensor> {
-        let (x, _) = batch(images, opts.batch, rng)?;
+        let x = batch(images, opts.batch, rng)?;
         loss(vae, &x, opts.kl_weight, rng)
     };
     train_loop(state, looped, &mut objective, on_step)

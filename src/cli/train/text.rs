@@ -201,7 +201,7 @@ pub fn train_text(g: &Global, a: &TextTrainArgs) -> Result<()> {
     let session = Session::open(&a.out, a.run.resume)?;
     let vocab = tok.inner().get_vocab_size(true);
     let (config, opts) = match &session.record {
-        Some(r) => (r.config.clone(), text_options(&r.options)?),
+        Some(r) => (r.config.clone(), serde_json::from_value::<TrainOptions>(r.options.clone()).context("reading the checkpoint's training options")?),
         None => {
             if a.heads == 0 || a.hidden % a.heads != 0 || (a.hidden / a.heads) % 2 != 0 {
                 bail!("--hidden ({}) must split into --heads ({}) of even width", a.hidden, a.heads);
@@ -246,23 +246,6 @@ pub fn train_text(g: &Global, a: &TextTrainArgs) -> Result<()> {
         println!("{}/{} steps in {:.1} min; model in {}, loss curve in {}", summary["steps"], opts.steps, summary["seconds"].as_f64().unwrap_or(0.0) / 60.0, a.out.display(), a.out.join("loss.png").display());
     }
     Ok(())
-}
-
-/// Training options back from a checkpoint's record.
-fn text_options(v: &serde_json::Value) -> Result<TrainOptions> {
-    let get = |k: &str| v.get(k).with_context(|| format!("the checkpoint's options lack {k}"));
-    let num = |k: &str| get(k).and_then(|x| x.as_f64().with_context(|| format!("option {k} is not a number")));
-    Ok(TrainOptions {
-        seq_len: num("seq_len")? as usize,
-        batch: num("batch")? as usize,
-        steps: num("steps")? as usize,
-        schedule: serde_json::from_value(get("schedule")?.clone())?,
-        weight_decay: num("weight_decay")?,
-        clip: get("clip")?.as_f64(),
-        ema_decay: num("ema_decay")?,
-        mask_eps: num("mask_eps")?,
-        seed: num("seed")? as u64,
-    })
 }
 
 pub fn eval_text(g: &Global, a: &EvalTextArgs) -> Result<()> {
