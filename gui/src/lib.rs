@@ -1,5 +1,16 @@
-//! stipple-gui: the stipple studio, an egui desktop app for text, image and music diffusion.
-//!
-//! Planned: guidance and step controls, live previews driven by the core's progress
-//! events, cancellation, history. Nothing is implemented here yet; `stipple studio` says
-//! so. (eframe is deliberately not a dependency until the studio exists, to keep builds fast.)
+//! stipple-gui: the stipple studio, an egui desktop app for text, image and music
+//! diffusion. Each tab drives one modality's pipeline with its guidance and step controls;
+//! generation runs on a worker thread (progress, previews, cancel), so the window never
+//! blocks. `stipple studio` opens it with the embedded stipple-mini models.
+
+pub mod app;
+pub mod diffusion_controls;
+pub mod image_panel;
+pub mod job;
+pub mod model_slot;
+pub mod music_panel;
+pub mod playback;
+pub mod text_panel;
+pub mod widgets;
+
+pub use app::{Studio, StudioOptions, Tab, run};

@@ -509,12 +509,7 @@ impl StableDiffusion {
         let loop_start = Instant::now();
         let latents = samplers::sample(scheduler.as_mut(), latents, start, &mut denoiser, noise, progress, cancel)?;
         let denoise_seconds = loop_start.elapsed().as_secs_f64();
-        let decoded = match &self.fast_decoder {
-            Some(taesd) => taesd.decode(&latents.to_dtype(self.unet.dtype())?)?,
-            None => self.vae.decode(&self.vae.unscale_latents(&latents.to_dtype(self.unet.dtype())?)?)?,
-        };
-        let pixels = image_io::to_unit_hwc(&decoded)?;
-        let images = image_io::to_rgb_images(&pixels)?;
+        let (pixels, images) = self.decode_latents(&latents)?;
         Ok(ImageOutput {
             images,
             pixels,
@@ -527,6 +522,20 @@ impl StableDiffusion {
             denoise_seconds,
             total_seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Pictures of latents `[b, c, h/f, w/f]` (through the fast decoder when one is set):
+    /// `[b, h, w, 3]` floats in [0, 1] and 8-bit images. The studio's step previews of small
+    /// models use it too.
+    pub fn decode_latents(&self, latents: &Tensor) -> Result<(Tensor, Vec<RgbImage>)> {
+        let latents = latents.to_dtype(self.unet.dtype())?;
+        let decoded = match &self.fast_decoder {
+            Some(taesd) => taesd.decode(&latents)?,
+            None => self.vae.decode(&self.vae.unscale_latents(&latents)?)?,
+        };
+        let pixels = image_io::to_unit_hwc(&decoded)?;
+        let images = image_io::to_rgb_images(&pixels)?;
+        Ok((pixels, images))
     }
 
     /// The output size: the request's, else the init image's (rounded down to a multiple of

@@ -199,7 +199,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
     };
     let model = a.model.as_deref().context("give --model: a Riffusion-layout diffusers folder (e.g. a download of riffusion/riffusion-model-v1)")?;
     let sampler: Option<SamplerSpec> = a.scheduler.as_deref().map(str::parse).transpose()?;
-    let seed = g.seed.unwrap_or_else(super::image::random_seed);
+    let seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("music-{seed}.wav")));
     let png_out = out.with_extension("png");
     if !a.overwrite {

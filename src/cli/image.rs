@@ -27,7 +27,8 @@ pub struct ImageArgs {
     pub prompt_arg: Option<String>,
     /// Model: a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/),
     /// a hub id (owner/name[@revision], fetched into the Hugging Face cache), or a single-file
-    /// .safetensors checkpoint (A1111 / original layout; needs --config).
+    /// .safetensors checkpoint (A1111 / original layout; needs --config). Default: the embedded
+    /// stipple-mini emoji model (32 x 32).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// For a single-file checkpoint: a diffusers folder of the same architecture that provides the
@@ -121,16 +122,6 @@ impl Progress<Tensor> for ImageProgress<'_> {
     }
 }
 
-pub(crate) fn random_seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    // splitmix64 of the clock and the process id, so two runs in the same tick differ
-    let mut z = (t as u64) ^ ((std::process::id() as u64) << 32);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) >> 11 // keep it below 2^53 so JSON readers see it exactly
-}
-
 /// Output paths for `n` images: the given name (numbered when n > 1), or image-SEED.png
 /// numbered past existing files.
 fn output_paths(out: Option<&Path>, seed: u64, n: usize, overwrite: bool) -> Vec<PathBuf> {
@@ -160,8 +151,9 @@ fn output_paths(out: Option<&Path>, seed: u64, n: usize, overwrite: bool) -> Vec
 /// Run `stipple image`.
 pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     let prompt = args.prompt.clone().or_else(|| args.prompt_arg.clone()).context("give a prompt (stipple image \"a red fox\" or --prompt)")?;
-    let Some(model_path) = &args.model else {
-        bail!("give --model (a diffusers pipeline folder); embedded default image models come with issue #6");
+    let model_path = match &args.model {
+        Some(m) => m.clone(),
+        None => crate::defaults::model("image")?,
     };
     if args.count == 0 || args.batch == 0 {
         bail!("--batch and --count must be at least 1");
@@ -178,7 +170,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         sampler = Some(SamplerSpec { sigmas: sig, ..base });
     }
     let load_start = Instant::now();
-    let model_path = &super::pipeline_path(model_path)?;
+    let model_path = &super::pipeline_path(&model_path)?;
     let mut pipe = StableDiffusion::load_with_config(model_path, args.config.as_deref(), &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
     let taesd = match &args.taesd {
         Some(p) => Some(TaesdDecoder::load(p, &g.device, g.dtype)?),
@@ -217,7 +209,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     };
     // Check sizes and settings before any work, so mistakes cost nothing.
     let (width, height) = pipe.output_size(&req)?;
-    let first_seed = g.seed.unwrap_or_else(random_seed);
+    let first_seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);
     let paths = output_paths(args.out.as_deref(), first_seed, args.batch * args.count, args.overwrite);
     if !args.overwrite {
         if let Some(p) = paths.iter().find(|p| p.exists()) {

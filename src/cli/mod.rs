@@ -8,6 +8,7 @@ pub mod image;
 pub mod infill;
 pub mod loss_curve;
 pub mod progress;
+pub mod studio;
 pub mod text;
 pub mod train;
 

@@ -6,6 +6,7 @@ use serde_json::json;
 use stipple_core::discrete::Remasking;
 use stipple_core::progress::{CancelToken, Progress, StepEvent};
 use stipple_text::generate::CanvasView;
+use stipple_text::generation_defaults::GenerationDefaults;
 use stipple_text::{CacheMode, GenerateConfig, Parallel, TextModel};
 
 use super::Global;
@@ -172,34 +173,6 @@ impl Progress<CanvasView> for TextProgress<'_> {
     }
 }
 
-/// Decoding defaults a model folder recommends in `generation_config.json` (LLaDA's
-/// `gen_length` / `block_length`, or transformers' `max_new_tokens`, plus `temperature`,
-/// `top_p`, `top_k`); the command line overrides each.
-#[derive(Default, Debug, PartialEq)]
-struct ModelDefaults {
-    gen_len: Option<usize>,
-    block_len: Option<usize>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    top_k: Option<usize>,
-}
-
-impl ModelDefaults {
-    fn read(spec: &str) -> Result<Self> {
-        let Some(path) = stipple_text::files::ModelFiles::resolve(spec)?.generation_config else { return Ok(Self::default()) };
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?).with_context(|| format!("reading {}", path.display()))?;
-        let int = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).map(|n| n as usize);
-        let float = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
-        Ok(Self {
-            gen_len: int("gen_length").or_else(|| int("max_new_tokens")),
-            block_len: int("block_length"),
-            temperature: float("temperature"),
-            top_p: float("top_p"),
-            top_k: int("top_k"),
-        })
-    }
-}
-
 /// Run `stipple text`.
 pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
     let prompts: Vec<String> = args.prompt_arg.iter().chain(&args.prompt).cloned().collect();
@@ -211,25 +184,11 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
         None => crate::defaults::model("text")?.display().to_string(),
     };
     let model = TextModel::load(&model_spec, &g.device, g.dtype).with_context(|| format!("loading {model_spec}"))?;
-    let defaults = ModelDefaults::read(&model_spec)?;
+    let defaults = GenerationDefaults::of_model(&model_spec)?;
     let block_len = args.block_len.or(defaults.block_len);
-    let gen_len = match (args.gen_len, model.lm.spec().max_len) {
-        (Some(n), _) => n,
-        (None, max) => {
-            let mut n = defaults.gen_len.unwrap_or(128);
-            if let Some(max) = max {
-                // what fits after the longest prompt, in whole blocks
-                let longest = prompts.iter().map(|p| model.prompt_ids(p, args.raw).map(|ids| ids.len())).collect::<stipple_text::Result<Vec<_>>>()?.into_iter().max().unwrap_or(0);
-                if longest >= max {
-                    bail!("the prompt has {longest} tokens; the model reads at most {max}");
-                }
-                n = n.min(max - longest);
-                if let Some(b) = block_len.filter(|&b| b > 0 && n >= b) {
-                    n = n / b * b;
-                }
-            }
-            n
-        }
+    let gen_len = match args.gen_len {
+        Some(n) => n,
+        None => defaults.fitted_gen_len(&model, &prompts, args.raw, block_len)?,
     };
     let mut cfg = GenerateConfig {
         gen_len,

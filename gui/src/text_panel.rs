@@ -1,0 +1,284 @@
+//! The Text tab: masked-diffusion generation with the controls of `stipple text`, and the
+//! canvas shown filling in step by step (undecided tokens as ▒).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use candle_core::{DType, Device};
+use stipple_core::progress::StepEvent;
+use stipple_text::generate::{CanvasView, GenerateConfig};
+use stipple_text::generation_defaults::GenerationDefaults;
+use stipple_text::TextModel;
+
+use crate::job::{Job, Outcome, Waker};
+use crate::model_slot::ModelSlot;
+use crate::widgets;
+
+/// A text model with the decoding its folder recommends.
+pub struct LoadedText {
+    /// The model and tokenizer.
+    pub model: TextModel,
+    /// Its `generation_config.json`.
+    pub defaults: GenerationDefaults,
+}
+
+/// A finished generation.
+#[derive(Clone, Debug)]
+pub struct TextResult {
+    /// The prompt it continued.
+    pub prompt: String,
+    /// The generated text.
+    pub text: String,
+    /// Model calls.
+    pub nfe: usize,
+    /// Generated tokens.
+    pub tokens: usize,
+}
+
+/// The Text tab's state.
+pub struct TextPanel {
+    /// The model.
+    pub slot: ModelSlot<LoadedText>,
+    device: Device,
+    /// The prompt.
+    pub prompt: String,
+    /// Tokens to generate.
+    pub gen_len: usize,
+    /// Semi-autoregressive block length.
+    pub block_len: usize,
+    /// Model calls in all.
+    pub steps: usize,
+    /// Sampling temperature (0: greedy).
+    pub temperature: f64,
+    /// Nucleus filter (1: off).
+    pub top_p: f64,
+    /// LLaDA's classifier-free guidance weight (0: off).
+    pub cfg: f64,
+    /// Seed of the next run.
+    pub seed: u64,
+    /// Draw a new seed for every run.
+    pub new_seed_each_run: bool,
+    defaults_applied: bool,
+    job: Option<Job<TextResult, String>>,
+    /// The last result.
+    pub result: Option<TextResult>,
+    /// The last error (or "cancelled").
+    pub error: Option<String>,
+    /// Wall time of the last run.
+    pub last_time: Option<Duration>,
+    /// Where "Save" writes.
+    pub save_path: String,
+    /// What the last save did.
+    pub save_message: Option<String>,
+}
+
+impl TextPanel {
+    /// A panel loading `model` (when given) on `device`.
+    pub fn new(model: Option<&Path>, device: Device, wake: Waker) -> Self {
+        let slot = match model {
+            Some(p) => Self::load_slot(p, &device, wake),
+            None => ModelSlot::Empty("no text model: choose a folder (config.json, model.safetensors, tokenizer.json)".into()),
+        };
+        Self {
+            slot,
+            device,
+            prompt: "Call me Ishmael. Some years ago".into(),
+            gen_len: 48,
+            block_len: 8,
+            steps: 48,
+            temperature: 0.8,
+            top_p: 0.9,
+            cfg: 0.0,
+            seed: 0,
+            new_seed_each_run: false,
+            defaults_applied: false,
+            job: None,
+            result: None,
+            error: None,
+            last_time: None,
+            save_path: "stipple-text.txt".into(),
+            save_message: None,
+        }
+    }
+
+    fn load_slot(path: &Path, device: &Device, wake: Waker) -> ModelSlot<LoadedText> {
+        let device = device.clone();
+        ModelSlot::load(path, wake, move |p| {
+            let spec = p.display().to_string();
+            let model = TextModel::load(&spec, &device, DType::F32)?;
+            let defaults = GenerationDefaults::of_model(&spec)?;
+            Ok(LoadedText { model, defaults })
+        })
+    }
+
+    /// Switches to the model in `path`.
+    pub fn load(&mut self, path: &Path, wake: Waker) {
+        self.slot = Self::load_slot(path, &self.device, wake);
+        self.defaults_applied = false;
+    }
+
+    /// Whether a generation is running.
+    pub fn is_running(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// The longest generation the model allows after the current prompt.
+    fn max_gen_len(&self, m: &LoadedText) -> usize {
+        let prompt_len = m.model.prompt_ids(&self.prompt, false).map(|ids| ids.len()).unwrap_or(0);
+        m.model.lm.spec().max_len.map_or(512, |max| max.saturating_sub(prompt_len)).clamp(1, 512)
+    }
+
+    /// Moves finished work along; called once per frame.
+    pub fn poll(&mut self) {
+        self.slot.poll();
+        if !self.defaults_applied {
+            if let Some(m) = self.slot.ready().cloned() {
+                let d = &m.defaults;
+                self.block_len = d.block_len.unwrap_or(self.block_len);
+                self.gen_len = d.fitted_gen_len(&m.model, std::slice::from_ref(&self.prompt), false, Some(self.block_len)).unwrap_or(self.gen_len);
+                self.steps = self.gen_len;
+                self.temperature = d.temperature.unwrap_or(0.0);
+                self.top_p = d.top_p.unwrap_or(1.0);
+                self.defaults_applied = true;
+            }
+        }
+        if let Some(job) = &mut self.job {
+            if let Outcome::Done(result, took) = job.poll() {
+                self.job = None;
+                self.last_time = Some(took);
+                match result {
+                    Ok(r) => {
+                        self.result = Some(r);
+                        self.error = None;
+                    }
+                    Err(e) => self.error = Some(format!("{e:#}")),
+                }
+            }
+        }
+    }
+
+    /// Starts a generation with the current settings.
+    pub fn generate(&mut self, wake: Waker) {
+        let Some(m) = self.slot.ready().cloned() else {
+            self.error = Some(self.slot.describe());
+            return;
+        };
+        if self.new_seed_each_run {
+            self.seed = stipple_core::noise::random_seed();
+        }
+        let cfg = GenerateConfig {
+            gen_len: self.gen_len,
+            steps: self.steps.clamp(1, self.gen_len),
+            block_len: self.block_len.clamp(1, self.gen_len),
+            temperature: self.temperature,
+            top_p: (self.top_p < 1.0).then_some(self.top_p),
+            cfg: self.cfg,
+            seed: self.seed,
+            ..GenerateConfig::default()
+        };
+        let prompt = self.prompt.clone();
+        self.error = None;
+        self.job = Some(Job::spawn(wake, move |reporter, cancel| {
+            reporter.stage("generating");
+            let model = &m.model;
+            let mut progress = |e: &StepEvent<'_, CanvasView>| {
+                let shown = e.preview.map(|view| canvas_text(model, view));
+                reporter.step(e.step, e.total, shown);
+            };
+            let (outs, run) = model.generate(std::slice::from_ref(&prompt), false, &cfg, Some(&mut progress), cancel.clone())?;
+            let out = outs.into_iter().next().ok_or_else(|| anyhow::anyhow!("no output"))?;
+            Ok(TextResult { prompt, tokens: out.generated_ids.len(), text: out.text, nfe: run.nfe })
+        }));
+    }
+
+    /// Asks the running generation to stop.
+    pub fn cancel(&self) {
+        if let Some(j) = &self.job {
+            j.cancel();
+        }
+    }
+
+    /// Writes the prompt and result to `save_path` (never over an existing file).
+    pub fn save(&mut self) {
+        let Some(r) = &self.result else { return };
+        let path = PathBuf::from(&self.save_path);
+        let text = format!("{}{}\n", r.prompt, r.text);
+        let written = stipple_core::output::write_file(&path, false, |tmp| -> anyhow::Result<()> { Ok(std::fs::write(tmp, &text)?) });
+        self.save_message = Some(match written {
+            Ok(()) => format!("saved {}", path.display()),
+            Err(e) => format!("{e:#}"),
+        });
+    }
+
+    /// Draws the tab.
+    pub fn ui(&mut self, ui: &mut egui::Ui, wake: &Waker) {
+        self.poll();
+        widgets::model_line(ui, &self.slot.describe());
+        widgets::multiline(ui, "Prompt", &mut self.prompt, 3);
+        let max_len = self.slot.ready().map_or(512, |m| self.max_gen_len(m));
+        let running = self.is_running();
+        ui.add_enabled_ui(!running, |ui| {
+            egui::Grid::new("text-controls").num_columns(2).show(ui, |ui| {
+                widgets::slider_usize(ui, "Tokens", &mut self.gen_len, 1..=max_len.max(1));
+                self.block_len = self.block_len.clamp(1, self.gen_len.max(1));
+                widgets::slider_usize(ui, "Block length", &mut self.block_len, 1..=self.gen_len.max(1));
+                let blocks = self.gen_len.div_ceil(self.block_len.max(1));
+                self.steps = self.steps.clamp(blocks, self.gen_len.max(blocks));
+                widgets::slider_usize(ui, "Steps", &mut self.steps, blocks..=self.gen_len.max(blocks));
+                widgets::slider_f64(ui, "Temperature", &mut self.temperature, 0.0..=2.0);
+                widgets::slider_f64(ui, "Top-p", &mut self.top_p, 0.05..=1.0);
+                widgets::slider_f64(ui, "Guidance (CFG)", &mut self.cfg, 0.0..=3.0);
+                widgets::seed(ui, &mut self.seed, &mut self.new_seed_each_run);
+            });
+        });
+        let status = self.job.as_ref().map(|j| j.status());
+        let go = widgets::run_bar(ui, running, self.slot.ready().is_some(), status.as_ref().map(|s| (s.step, s.total)));
+        match go {
+            widgets::RunAction::Start => self.generate(wake.clone()),
+            widgets::RunAction::Cancel => self.cancel(),
+            widgets::RunAction::None => {}
+        }
+        ui.separator();
+        let mut save = false;
+        if let Some(preview) = status.and_then(|s| s.preview) {
+            ui.label(egui::RichText::new(format!("{}{preview}", self.prompt)).monospace());
+        } else if let Some(r) = &self.result {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(egui::RichText::new(&r.prompt).strong());
+                ui.label(&r.text);
+            });
+            if let Some(t) = self.last_time {
+                ui.weak(format!("{} tokens, {} model calls, {:.2} s", r.tokens, r.nfe, t.as_secs_f64()));
+            }
+            save = widgets::save_row(ui, &mut self.save_path, &self.save_message);
+        }
+        if save {
+            self.save();
+        }
+        if let Some(e) = &self.error {
+            widgets::error(ui, e);
+        }
+    }
+}
+
+/// The generated part of a canvas, undecided tokens shown as ▒.
+fn canvas_text(model: &TextModel, view: &CanvasView) -> String {
+    let (Some(row), Some(&start)) = (view.rows.first(), view.gen_start.first()) else { return String::new() };
+    let mut out = String::new();
+    let mut run: Vec<u32> = Vec::new();
+    for &t in &row[start..] {
+        if t == view.mask_id {
+            if !run.is_empty() {
+                out.push_str(&model.tokenizer.decode(&run, true).unwrap_or_default());
+                run.clear();
+            }
+            out.push('▒');
+        } else {
+            run.push(t);
+        }
+    }
+    if !run.is_empty() {
+        out.push_str(&model.tokenizer.decode(&run, true).unwrap_or_default());
+    }
+    out
+}

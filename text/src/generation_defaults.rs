@@ -1,0 +1,89 @@
+//! Decoding defaults a model folder recommends in `generation_config.json` (LLaDA's
+//! `gen_length` / `block_length`, or transformers' `max_new_tokens`, plus `temperature`,
+//! `top_p`, `top_k`). The CLI and the studio start from these; the user overrides each.
+
+use std::path::Path;
+
+use crate::error::{Error, Result, invalid};
+use crate::pipeline::TextModel;
+
+/// Length used when neither the user nor the model says.
+pub const FALLBACK_GEN_LEN: usize = 128;
+
+/// What a model folder recommends (every field optional).
+#[derive(Clone, Default, Debug, PartialEq)]
+pub struct GenerationDefaults {
+    /// Tokens to generate.
+    pub gen_len: Option<usize>,
+    /// Semi-autoregressive block length.
+    pub block_len: Option<usize>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus filter.
+    pub top_p: Option<f64>,
+    /// Top-k filter.
+    pub top_k: Option<usize>,
+}
+
+impl GenerationDefaults {
+    /// Reads `path` (a `generation_config.json`).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let int = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).map(|n| n as usize);
+        let float = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        Ok(Self {
+            gen_len: int("gen_length").or_else(|| int("max_new_tokens")),
+            block_len: int("block_length"),
+            temperature: float("temperature"),
+            top_p: float("top_p"),
+            top_k: int("top_k"),
+        })
+    }
+
+    /// The defaults of a model folder or hub id (none when it has no `generation_config.json`).
+    pub fn of_model(spec: &str) -> Result<Self> {
+        match crate::files::ModelFiles::resolve(spec)?.generation_config {
+            Some(path) => Self::from_file(&path),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// The length to generate when the user gave none: the recommended one, cut to what
+    /// fits in the model's context after the longest prompt, in whole blocks of `block_len`.
+    pub fn fitted_gen_len(&self, model: &TextModel, prompts: &[String], raw: bool, block_len: Option<usize>) -> Result<usize> {
+        let mut n = self.gen_len.unwrap_or(FALLBACK_GEN_LEN);
+        if let Some(max) = model.lm.spec().max_len {
+            let longest = prompts.iter().map(|p| model.prompt_ids(p, raw).map(|ids| ids.len())).collect::<Result<Vec<_>>>()?.into_iter().max().unwrap_or(0);
+            if longest >= max {
+                return Err(invalid(format!("the prompt has {longest} tokens; the model reads at most {max}")));
+            }
+            n = n.min(max - longest);
+            if let Some(b) = block_len.filter(|&b| b > 0 && n >= b) {
+                n = n / b * b;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_llada_and_transformers_keys() {
+        let dir = std::env::temp_dir().join(format!("stipple-gen-defaults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("generation_config.json");
+        std::fs::write(&p, r#"{"gen_length": 48, "block_length": 8, "temperature": 0.8, "top_p": 0.9}"#).unwrap();
+        let d = GenerationDefaults::from_file(&p).unwrap();
+        assert_eq!(d, GenerationDefaults { gen_len: Some(48), block_len: Some(8), temperature: Some(0.8), top_p: Some(0.9), top_k: None });
+        std::fs::write(&p, r#"{"max_new_tokens": 64, "top_k": 20}"#).unwrap();
+        let d = GenerationDefaults::from_file(&p).unwrap();
+        assert_eq!((d.gen_len, d.top_k, d.block_len), (Some(64), Some(20), None));
+        std::fs::write(&p, "{not json").unwrap();
+        assert!(GenerationDefaults::from_file(&p).unwrap_err().to_string().contains("generation_config.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
