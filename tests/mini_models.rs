@@ -40,3 +40,38 @@ fn text_runs_on_the_embedded_model_by_default() {
     let hits = words.iter().filter(|w| common.contains(w)).count();
     assert!(words.len() >= 15 && hits * 4 >= words.len(), "{hits} of {} words are common English: {text}", words.len());
 }
+
+/// With guidance, prompts from the captions draw their own picture: on a committed sample
+/// of 64 training pictures (tests/fixtures/mini-emoji), the caption's own picture ranks
+/// among the 5 nearest to what the embedded image model draws far more often than chance
+/// (5 in 64; measured 56%), its mean rank is far better than chance (32.5; measured 7.6),
+/// and guidance 5 beats no guidance (measured mean rank 21.9).
+#[test]
+fn image_model_draws_what_its_prompts_name() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("models/stipple-mini/image");
+    let data = root.join("tests/fixtures/mini-emoji");
+    let v = json(&stipple(&["--json", "--seed", "0", "train", "eval-image", "--model", &model.to_string_lossy(), "--data", &data.to_string_lossy(), "--prompts", "16", "--guidance", "1,5"]));
+    let results = v["results"].as_array().unwrap();
+    let top5 = |i: usize| results[i]["top5"].as_f64().unwrap();
+    let rank = |i: usize| results[i]["mean_rank"].as_f64().unwrap();
+    assert!(top5(1) >= 0.375 && rank(1) < 12.0, "guided: top-5 {}, mean rank {} (chance 0.08, 32.5): {v}", top5(1), rank(1));
+    assert!(rank(1) < rank(0) - 5.0, "guidance does not help: {v}");
+}
+
+/// `stipple image PROMPT` with no model runs the embedded one and writes a 32 x 32 PNG
+/// that is a picture, not a flat colour.
+#[test]
+fn image_runs_on_the_embedded_model_by_default() {
+    let dir = std::env::temp_dir().join(format!("stipple-mini-image-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("apple.png");
+    let v = json(&stipple(&["--json", "--seed", "1", "image", "red apple", "--out", &out.to_string_lossy()]));
+    assert_eq!(v["paths"][0].as_str().unwrap(), out.to_string_lossy());
+    let img = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (32, 32));
+    let red_heavy = img.pixels().filter(|p| p.0[0] as i32 > p.0[1] as i32 + 60 && p.0[0] > 120).count();
+    let white = img.pixels().filter(|p| p.0.iter().all(|&c| c > 220)).count();
+    assert!(red_heavy >= 40 && white >= 100, "a red apple on white? {red_heavy} red and {white} white pixels");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

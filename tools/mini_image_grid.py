@@ -56,7 +56,7 @@ def main():
         grid = Image.new("RGB", (cols * (cell_w + 2 * pad), head + rows * (cell_h + 2 * pad)), "white")
         d = ImageDraw.Draw(grid)
         d.text((pad, 4), f"each cell: guidance 1 | guidance {a.guidance:g} | the training picture of the caption "
-               f"(stipple image, 20 DDIM steps, seed {a.seed}+i)", fill="black", font=font)
+               f"(stipple image, its default 30 DDIM steps, seed {a.seed}+i)", fill="black", font=font)
         for k, (prompt, shots) in enumerate(cells):
             x0 = (k % cols) * (cell_w + 2 * pad) + pad
             y0 = head + (k // cols) * (cell_h + 2 * pad) + pad

@@ -7,7 +7,8 @@
 #         steps of 32 x 128 tokens (about 75 minutes on 2 CPU cores)
 #   image: npm @svgmoji/noto@3.2.0 (Noto Emoji sprites) + emoji-datasource@16.0.0 (names)
 #         -> 1,543 captioned 32 x 32 pictures -> KL autoencoder (32,64,64; 8 x 8 x 4
-#         latents) -> UNet (64,128) + 2-layer CLIP text encoder (about 80 minutes)
+#         latents), 600 steps -> UNet (64,128) + 2-layer CLIP text encoder, 2,500 steps
+#         of 32 pictures (about 20 + 70 minutes on 2 CPU cores)
 # The model is written to models/stipple-mini/<kind> (the training checkpoint and loss
 # curve stay in WORK_DIR).
 set -euo pipefail
@@ -65,10 +66,12 @@ case "$KIND" in
     "$STIPPLE" --seed 0 train vae --data "$WORK/emoji" --out "$WORK/emoji-vae" \
       --steps 600 --warmup 50 --batch 32 --max-minutes 30 --checkpoint-every 100
     "$STIPPLE" --seed 0 train image --data "$WORK/emoji" --vae "$WORK/emoji-vae" --out "$WORK/image" \
-      --steps 2500 --warmup 100 --batch 32 --max-minutes 65 --checkpoint-every 250
-    "$STIPPLE" --seed 0 train eval-image --model "$WORK/image" --data "$WORK/emoji" | tee "$WORK/image/eval.txt"
+      --steps 2500 --warmup 100 --batch 32 --max-minutes 90 --checkpoint-every 250
+    "$STIPPLE" --seed 0 train eval-image --model "$WORK/image" --data "$WORK/emoji" --guidance 1,3,5,7.5 | tee "$WORK/image/eval.txt"
     rm -rf models/stipple-mini/image && mkdir -p models/stipple-mini/image
     cp -r "$WORK"/image/{model_index.json,scheduler,text_encoder,tokenizer,unet,vae,train.json,loss.png,eval.txt} models/stipple-mini/image/
+    cp "$WORK/emoji-vae/train.json" models/stipple-mini/image/vae_train.json
+    cp "$WORK/emoji-vae/loss.png" models/stipple-mini/image/vae_loss.png
     ;;
   *) echo "unknown model kind $KIND (text, image)" >&2; exit 2 ;;
 esac

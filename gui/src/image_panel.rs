@@ -1,8 +1,7 @@
 //! The Image tab: text-to-image with a diffusers pipeline, the picture shown as it
 //! denoises (small models decode every step; large ones show the finished picture).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use stipple_core::noise::PortableRng;
@@ -11,9 +10,10 @@ use stipple_image::metadata::{GenerationInfo, write_png};
 use stipple_image::{ImageRequest, StableDiffusion};
 
 use crate::diffusion_controls::DiffusionControls;
-use crate::job::{Job, Outcome, Waker};
+use crate::job::{Job, Waker};
 use crate::model_slot::ModelSlot;
-use crate::widgets::{self, RunAction};
+use crate::run::Runs;
+use crate::widgets::{self, SaveTarget};
 
 /// Models at most this many pixels a side get a decoded preview at every step (the full
 /// VAE costs little there).
@@ -36,19 +36,11 @@ pub struct ImagePanel {
     /// Prompt and sampling settings.
     pub controls: DiffusionControls,
     defaults_applied: bool,
-    job: Option<Job<ImageResult, image::RgbImage>>,
-    /// The last result.
-    pub result: Option<ImageResult>,
+    /// Runs and their results (previews: the picture so far).
+    pub runs: Runs<ImageResult, image::RgbImage>,
     texture: Option<(usize, egui::TextureHandle)>,
-    /// The last error (or "cancelled").
-    pub error: Option<String>,
-    /// Wall time of the last run.
-    pub last_time: Option<Duration>,
     /// Where "Save" writes.
-    pub save_path: String,
-    /// What the last save did.
-    pub save_message: Option<String>,
-    shown: usize,
+    pub save: SaveTarget,
 }
 
 impl ImagePanel {
@@ -63,14 +55,9 @@ impl ImagePanel {
             device,
             controls: DiffusionControls::new("red apple", 20, 5.0),
             defaults_applied: false,
-            job: None,
-            result: None,
+            runs: Runs::default(),
             texture: None,
-            error: None,
-            last_time: None,
-            save_path: "stipple-image.png".into(),
-            save_message: None,
-            shown: 0,
+            save: SaveTarget::new("stipple-image.png"),
         }
     }
 
@@ -87,7 +74,7 @@ impl ImagePanel {
 
     /// Whether a generation is running.
     pub fn is_running(&self) -> bool {
-        self.job.is_some()
+        self.runs.is_running()
     }
 
     /// Moves finished work along; called once per frame.
@@ -100,34 +87,17 @@ impl ImagePanel {
                 self.defaults_applied = true;
             }
         }
-        if let Some(job) = &mut self.job {
-            if let Outcome::Done(result, took) = job.poll() {
-                self.job = None;
-                self.last_time = Some(took);
-                match result {
-                    Ok(r) => {
-                        self.result = Some(r);
-                        self.shown += 1;
-                        self.error = None;
-                    }
-                    Err(e) => self.error = Some(format!("{e:#}")),
-                }
-            }
-        }
+        self.runs.poll();
     }
 
     /// Starts a generation with the current settings.
     pub fn generate(&mut self, wake: Waker) {
         let Some(pipe) = self.slot.ready().cloned() else {
-            self.error = Some(self.slot.describe());
-            return;
+            return self.runs.refuse(self.slot.describe());
         };
         let sampler = match self.controls.sampler_spec() {
             Ok(s) => s,
-            Err(e) => {
-                self.error = Some(format!("{e:#}"));
-                return;
-            }
+            Err(e) => return self.runs.refuse(format!("{e:#}")),
         };
         let seed = self.controls.next_seed();
         let c = &self.controls;
@@ -139,8 +109,7 @@ impl ImagePanel {
             sampler,
             ..ImageRequest::default()
         };
-        self.error = None;
-        self.job = Some(Job::spawn(wake, move |reporter, cancel| {
+        self.runs.start(Job::spawn(wake, move |reporter, cancel| {
             let (width, height) = pipe.output_size(&req)?;
             let previews = width.max(height) <= PREVIEW_MAX_SIDE;
             reporter.stage("denoising");
@@ -167,22 +136,11 @@ impl ImagePanel {
         }));
     }
 
-    /// Asks the running generation to stop.
-    pub fn cancel(&self) {
-        if let Some(j) = &self.job {
-            j.cancel();
-        }
-    }
-
-    /// Writes the picture, with its settings in the PNG, to `save_path` (never over an
+    /// Writes the picture, with its settings in the PNG, to the save path (never over an
     /// existing file).
     pub fn save(&mut self) {
-        let Some(r) = &self.result else { return };
-        let path = PathBuf::from(&self.save_path);
-        self.save_message = Some(match write_png(&path, &r.image, Some(&r.info), false) {
-            Ok(()) => format!("saved {}", path.display()),
-            Err(e) => format!("{e:#}"),
-        });
+        let Some(r) = &self.runs.result else { return };
+        self.save.save(|path| Ok(write_png(path, &r.image, Some(&r.info), false)?));
     }
 
     /// Draws the tab.
@@ -191,17 +149,15 @@ impl ImagePanel {
         widgets::model_line(ui, &self.slot.describe());
         let running = self.is_running();
         self.controls.ui(ui, "image-controls", !running);
-        let status = self.job.as_ref().map(|j| j.status());
-        match widgets::run_bar(ui, running, self.slot.ready().is_some(), status.as_ref().map(|s| (s.step, s.total))) {
-            RunAction::Start => self.generate(wake.clone()),
-            RunAction::Cancel => self.cancel(),
-            RunAction::None => {}
+        if self.runs.bar(ui, self.slot.ready().is_some()) {
+            self.generate(wake.clone());
         }
+        let status = self.runs.status();
         ui.separator();
         // the texture follows the newest preview while running, else the result
-        let (key, picture) = match (&status, &self.result) {
+        let (key, picture) = match (&status, &self.runs.result) {
             (Some(s), _) => (usize::MAX - s.step, s.preview.as_ref()),
-            (None, Some(r)) => (self.shown, Some(&r.image)),
+            (None, Some(r)) => (self.runs.finished, Some(&r.image)),
             (None, None) => (0, None),
         };
         if let Some(img) = picture {
@@ -214,18 +170,16 @@ impl ImagePanel {
         }
         let mut save = false;
         if status.is_none() {
-            if let Some(r) = &self.result {
-                if let Some(t) = self.last_time {
+            if let Some(r) = &self.runs.result {
+                if let Some(t) = self.runs.last_time {
                     ui.weak(format!("{}x{}, {} steps of {}, guidance {}, seed {}: {:.2} s", r.info.width, r.info.height, r.info.steps, r.info.sampler, r.info.guidance, r.info.seed, t.as_secs_f64()));
                 }
-                save = widgets::save_row(ui, &mut self.save_path, &self.save_message);
+                save = self.save.ui(ui);
             }
         }
         if save {
             self.save();
         }
-        if let Some(e) = &self.error {
-            widgets::error(ui, e);
-        }
+        self.runs.error_ui(ui);
     }
 }

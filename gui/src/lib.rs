@@ -10,6 +10,7 @@ pub mod job;
 pub mod model_slot;
 pub mod music_panel;
 pub mod playback;
+pub mod run;
 pub mod text_panel;
 pub mod widgets;
 

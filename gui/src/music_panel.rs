@@ -2,7 +2,6 @@
 //! the clip, saves a WAV. A machine without a sound card gets a message, not a crash.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
 use stipple_audio::pipeline::{MusicRequest, Riffusion};
@@ -10,10 +9,11 @@ use stipple_audio::wav::{self, WavFormat};
 use stipple_core::progress::StepEvent;
 
 use crate::diffusion_controls::DiffusionControls;
-use crate::job::{Job, Outcome, Waker};
+use crate::job::{Job, Waker};
 use crate::model_slot::ModelSlot;
 use crate::playback::Playback;
-use crate::widgets::{self, RunAction};
+use crate::run::Runs;
+use crate::widgets::{self, SaveTarget};
 
 /// A finished clip.
 #[derive(Clone, Debug)]
@@ -38,19 +38,11 @@ pub struct MusicPanel {
     /// Clip length in seconds (0: one window).
     pub seconds: f64,
     defaults_applied: bool,
-    job: Option<Job<MusicResult, ()>>,
-    /// The last result.
-    pub result: Option<MusicResult>,
+    /// Runs and their results.
+    pub runs: Runs<MusicResult>,
     texture: Option<(usize, egui::TextureHandle)>,
-    shown: usize,
-    /// The last error (or "cancelled").
-    pub error: Option<String>,
-    /// Wall time of the last run.
-    pub last_time: Option<Duration>,
     /// Where "Save" writes.
-    pub save_path: String,
-    /// What the last save did.
-    pub save_message: Option<String>,
+    pub save: SaveTarget,
     /// The folder typed into "Model folder".
     pub model_path: String,
     playback: Playback,
@@ -69,14 +61,9 @@ impl MusicPanel {
             controls: DiffusionControls::new("flute melody in d minor, 110 bpm, with drums", 30, 7.5),
             seconds: 0.0,
             defaults_applied: false,
-            job: None,
-            result: None,
+            runs: Runs::default(),
             texture: None,
-            shown: 0,
-            error: None,
-            last_time: None,
-            save_path: "stipple-music.wav".into(),
-            save_message: None,
+            save: SaveTarget::new("stipple-music.wav"),
             model_path: model.map(|p| p.display().to_string()).unwrap_or_default(),
             playback: Playback::default(),
         }
@@ -95,7 +82,7 @@ impl MusicPanel {
 
     /// Whether a generation is running.
     pub fn is_running(&self) -> bool {
-        self.job.is_some()
+        self.runs.is_running()
     }
 
     /// Moves finished work along; called once per frame.
@@ -108,34 +95,17 @@ impl MusicPanel {
                 self.defaults_applied = true;
             }
         }
-        if let Some(job) = &mut self.job {
-            if let Outcome::Done(result, took) = job.poll() {
-                self.job = None;
-                self.last_time = Some(took);
-                match result {
-                    Ok(r) => {
-                        self.result = Some(r);
-                        self.shown += 1;
-                        self.error = None;
-                    }
-                    Err(e) => self.error = Some(format!("{e:#}")),
-                }
-            }
-        }
+        self.runs.poll();
     }
 
     /// Starts a generation with the current settings.
     pub fn generate(&mut self, wake: Waker) {
         let Some(riff) = self.slot.ready().cloned() else {
-            self.error = Some(self.slot.describe());
-            return;
+            return self.runs.refuse(self.slot.describe());
         };
         let sampler = match self.controls.sampler_spec() {
             Ok(s) => s,
-            Err(e) => {
-                self.error = Some(format!("{e:#}"));
-                return;
-            }
+            Err(e) => return self.runs.refuse(format!("{e:#}")),
         };
         let seed = self.controls.next_seed();
         let c = &self.controls;
@@ -149,9 +119,8 @@ impl MusicPanel {
             seed,
             ..MusicRequest::default()
         };
-        self.error = None;
         self.playback.stop();
-        self.job = Some(Job::spawn(wake, move |reporter, cancel| {
+        self.runs.start(Job::spawn(wake, move |reporter, cancel| {
             reporter.stage("denoising");
             let mut progress = |e: &StepEvent<'_, Tensor>| reporter.step(e.step, e.total, None);
             let out = riff.generate(&req, &mut progress, cancel)?;
@@ -159,21 +128,10 @@ impl MusicPanel {
         }));
     }
 
-    /// Asks the running generation to stop.
-    pub fn cancel(&self) {
-        if let Some(j) = &self.job {
-            j.cancel();
-        }
-    }
-
-    /// Writes the clip as 16-bit WAV to `save_path` (never over an existing file).
+    /// Writes the clip as 16-bit WAV to the save path (never over an existing file).
     pub fn save(&mut self) {
-        let Some(r) = &self.result else { return };
-        let path = PathBuf::from(&self.save_path);
-        self.save_message = Some(match wav::write_mono(&path, &r.audio, r.sample_rate, WavFormat::Pcm16, false) {
-            Ok(()) => format!("saved {}", path.display()),
-            Err(e) => format!("{e:#}"),
-        });
+        let Some(r) = &self.runs.result else { return };
+        self.save.save(|path| Ok(wav::write_mono(path, &r.audio, r.sample_rate, WavFormat::Pcm16, false)?));
     }
 
     /// Draws the tab.
@@ -195,23 +153,21 @@ impl MusicPanel {
                 ui.add(egui::Slider::new(&mut self.seconds, 0.0..=30.0).max_decimals(1)).labelled_by(l.id);
             });
         });
-        let status = self.job.as_ref().map(|j| j.status());
-        match widgets::run_bar(ui, running, self.slot.ready().is_some(), status.as_ref().map(|s| (s.step, s.total))) {
-            RunAction::Start => self.generate(wake.clone()),
-            RunAction::Cancel => self.cancel(),
-            RunAction::None => {}
+        if self.runs.bar(ui, self.slot.ready().is_some()) {
+            self.generate(wake.clone());
         }
+        let status = self.runs.status();
         ui.separator();
         let mut save = false;
-        if let (None, Some(r)) = (&status, &self.result) {
-            if self.texture.as_ref().is_none_or(|(k, _)| *k != self.shown) {
-                self.texture = Some((self.shown, widgets::texture(ui.ctx(), "music-spectrogram", &r.spectrogram)));
+        if let (None, Some(r)) = (&status, &self.runs.result) {
+            if self.texture.as_ref().is_none_or(|(k, _)| *k != self.runs.finished) {
+                self.texture = Some((self.runs.finished, widgets::texture(ui.ctx(), "music-spectrogram", &r.spectrogram)));
             }
             if let Some((_, tex)) = &self.texture {
                 widgets::picture(ui, tex, 256.0);
             }
             let secs = r.audio.len() as f64 / r.sample_rate.max(1) as f64;
-            if let Some(t) = self.last_time {
+            if let Some(t) = self.runs.last_time {
                 ui.weak(format!("{secs:.2} s at {} Hz, seed {}: made in {:.1} s", r.sample_rate, r.seed, t.as_secs_f64()));
             }
             ui.horizontal(|ui| {
@@ -225,13 +181,11 @@ impl MusicPanel {
                     ui.weak(m);
                 }
             });
-            save = widgets::save_row(ui, &mut self.save_path, &self.save_message);
+            save = self.save.ui(ui);
         }
         if save {
             self.save();
         }
-        if let Some(e) = &self.error {
-            widgets::error(ui, e);
-        }
+        self.runs.error_ui(ui);
     }
 }

@@ -1,8 +1,7 @@
 //! The Text tab: masked-diffusion generation with the controls of `stipple text`, and the
 //! canvas shown filling in step by step (undecided tokens as ▒).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use candle_core::{DType, Device};
 use stipple_core::progress::StepEvent;
@@ -10,9 +9,10 @@ use stipple_text::generate::{CanvasView, GenerateConfig};
 use stipple_text::generation_defaults::GenerationDefaults;
 use stipple_text::TextModel;
 
-use crate::job::{Job, Outcome, Waker};
+use crate::job::{Job, Waker};
 use crate::model_slot::ModelSlot;
-use crate::widgets;
+use crate::run::Runs;
+use crate::widgets::{self, SaveTarget};
 
 /// A text model with the decoding its folder recommends.
 pub struct LoadedText {
@@ -59,17 +59,10 @@ pub struct TextPanel {
     /// Draw a new seed for every run.
     pub new_seed_each_run: bool,
     defaults_applied: bool,
-    job: Option<Job<TextResult, String>>,
-    /// The last result.
-    pub result: Option<TextResult>,
-    /// The last error (or "cancelled").
-    pub error: Option<String>,
-    /// Wall time of the last run.
-    pub last_time: Option<Duration>,
+    /// Runs and their results (previews: the canvas as text).
+    pub runs: Runs<TextResult, String>,
     /// Where "Save" writes.
-    pub save_path: String,
-    /// What the last save did.
-    pub save_message: Option<String>,
+    pub save: SaveTarget,
 }
 
 impl TextPanel {
@@ -92,12 +85,8 @@ impl TextPanel {
             seed: 0,
             new_seed_each_run: false,
             defaults_applied: false,
-            job: None,
-            result: None,
-            error: None,
-            last_time: None,
-            save_path: "stipple-text.txt".into(),
-            save_message: None,
+            runs: Runs::default(),
+            save: SaveTarget::new("stipple-text.txt"),
         }
     }
 
@@ -119,7 +108,7 @@ impl TextPanel {
 
     /// Whether a generation is running.
     pub fn is_running(&self) -> bool {
-        self.job.is_some()
+        self.runs.is_running()
     }
 
     /// The longest generation the model allows after the current prompt.
@@ -142,25 +131,13 @@ impl TextPanel {
                 self.defaults_applied = true;
             }
         }
-        if let Some(job) = &mut self.job {
-            if let Outcome::Done(result, took) = job.poll() {
-                self.job = None;
-                self.last_time = Some(took);
-                match result {
-                    Ok(r) => {
-                        self.result = Some(r);
-                        self.error = None;
-                    }
-                    Err(e) => self.error = Some(format!("{e:#}")),
-                }
-            }
-        }
+        self.runs.poll();
     }
 
     /// Starts a generation with the current settings.
     pub fn generate(&mut self, wake: Waker) {
         let Some(m) = self.slot.ready().cloned() else {
-            self.error = Some(self.slot.describe());
+            self.runs.refuse(self.slot.describe());
             return;
         };
         if self.new_seed_each_run {
@@ -177,8 +154,7 @@ impl TextPanel {
             ..GenerateConfig::default()
         };
         let prompt = self.prompt.clone();
-        self.error = None;
-        self.job = Some(Job::spawn(wake, move |reporter, cancel| {
+        self.runs.start(Job::spawn(wake, move |reporter, cancel| {
             reporter.stage("generating");
             let model = &m.model;
             let mut progress = |e: &StepEvent<'_, CanvasView>| {
@@ -191,23 +167,11 @@ impl TextPanel {
         }));
     }
 
-    /// Asks the running generation to stop.
-    pub fn cancel(&self) {
-        if let Some(j) = &self.job {
-            j.cancel();
-        }
-    }
-
-    /// Writes the prompt and result to `save_path` (never over an existing file).
+    /// Writes the prompt and result to the save path (never over an existing file).
     pub fn save(&mut self) {
-        let Some(r) = &self.result else { return };
-        let path = PathBuf::from(&self.save_path);
+        let Some(r) = &self.runs.result else { return };
         let text = format!("{}{}\n", r.prompt, r.text);
-        let written = stipple_core::output::write_file(&path, false, |tmp| -> anyhow::Result<()> { Ok(std::fs::write(tmp, &text)?) });
-        self.save_message = Some(match written {
-            Ok(()) => format!("saved {}", path.display()),
-            Err(e) => format!("{e:#}"),
-        });
+        self.save.save(|path| stipple_core::output::write_file(path, false, |tmp| -> anyhow::Result<()> { Ok(std::fs::write(tmp, &text)?) }));
     }
 
     /// Draws the tab.
@@ -231,33 +195,28 @@ impl TextPanel {
                 widgets::seed(ui, &mut self.seed, &mut self.new_seed_each_run);
             });
         });
-        let status = self.job.as_ref().map(|j| j.status());
-        let go = widgets::run_bar(ui, running, self.slot.ready().is_some(), status.as_ref().map(|s| (s.step, s.total)));
-        match go {
-            widgets::RunAction::Start => self.generate(wake.clone()),
-            widgets::RunAction::Cancel => self.cancel(),
-            widgets::RunAction::None => {}
+        if self.runs.bar(ui, self.slot.ready().is_some()) {
+            self.generate(wake.clone());
         }
+        let status = self.runs.status();
         ui.separator();
         let mut save = false;
         if let Some(preview) = status.and_then(|s| s.preview) {
             ui.label(egui::RichText::new(format!("{}{preview}", self.prompt)).monospace());
-        } else if let Some(r) = &self.result {
+        } else if let Some(r) = &self.runs.result {
             ui.horizontal_wrapped(|ui| {
                 ui.label(egui::RichText::new(&r.prompt).strong());
                 ui.label(&r.text);
             });
-            if let Some(t) = self.last_time {
+            if let Some(t) = self.runs.last_time {
                 ui.weak(format!("{} tokens, {} model calls, {:.2} s", r.tokens, r.nfe, t.as_secs_f64()));
             }
-            save = widgets::save_row(ui, &mut self.save_path, &self.save_message);
+            save = self.save.ui(ui);
         }
         if save {
             self.save();
         }
-        if let Some(e) = &self.error {
-            widgets::error(ui, e);
-        }
+        self.runs.error_ui(ui);
     }
 }
 

@@ -79,19 +79,45 @@ pub fn run_bar(ui: &mut egui::Ui, running: bool, ready: bool, progress: Option<(
     action
 }
 
-/// "Save as" path and button; true when clicked.
-pub fn save_row(ui: &mut egui::Ui, path: &mut String, message: &Option<String>) -> bool {
-    let clicked = ui
-        .horizontal(|ui| {
-            let l = ui.label("Save as");
-            ui.add(egui::TextEdit::singleline(path).desired_width(280.0)).labelled_by(l.id);
-            ui.button("Save").clicked()
-        })
-        .inner;
-    if let Some(m) = message {
-        ui.weak(m);
+/// Where a tab saves its result, and what the last save did.
+#[derive(Clone, Debug)]
+pub struct SaveTarget {
+    /// The file to write.
+    pub path: String,
+    /// "saved ..." or why not.
+    pub message: Option<String>,
+}
+
+impl SaveTarget {
+    /// Saving to `path` by default.
+    pub fn new(path: &str) -> Self {
+        Self { path: path.into(), message: None }
     }
-    clicked
+
+    /// "Save as" path and button; true when clicked.
+    pub fn ui(&mut self, ui: &mut egui::Ui) -> bool {
+        let clicked = ui
+            .horizontal(|ui| {
+                let l = ui.label("Save as");
+                ui.add(egui::TextEdit::singleline(&mut self.path).desired_width(280.0)).labelled_by(l.id);
+                ui.button("Save").clicked()
+            })
+            .inner;
+        if let Some(m) = &self.message {
+            ui.weak(m);
+        }
+        clicked
+    }
+
+    /// Writes through `write` (which must refuse to replace an existing file) and records
+    /// the outcome.
+    pub fn save(&mut self, write: impl FnOnce(&std::path::Path) -> anyhow::Result<()>) {
+        let path = std::path::PathBuf::from(self.path.trim());
+        self.message = Some(match write(&path) {
+            Ok(()) => format!("saved {}", path.display()),
+            Err(e) => format!("{e:#}"),
+        });
+    }
 }
 
 /// An error line.

@@ -50,7 +50,7 @@ fn text_tab_generates_with_the_embedded_model_and_saves_without_overwriting() {
     h.step();
     assert!(h.state().text.is_running());
     step_until(&mut h, "the text", |s| !s.text.is_running());
-    let r = h.state().text.result.clone().unwrap_or_else(|| panic!("no result: {:?}", h.state().text.error));
+    let r = h.state().text.runs.result.clone().unwrap_or_else(|| panic!("no result: {:?}", h.state().text.runs.error));
     assert_eq!(r.prompt, "The whale");
     assert!(r.text.split_whitespace().count() >= 10, "{}", r.text);
     assert!(h.query_by_label_contains("model calls").is_some());
@@ -59,13 +59,13 @@ fn text_tab_generates_with_the_embedded_model_and_saves_without_overwriting() {
     std::fs::create_dir_all(&dir).unwrap();
     let taken = dir.join("taken.txt");
     std::fs::write(&taken, "keep me").unwrap();
-    h.state_mut().text.save_path = taken.display().to_string();
+    h.state_mut().text.save.path = taken.display().to_string();
     h.get_by_role_and_label(Role::Button, "Save").click();
     h.step();
-    assert!(h.state().text.save_message.as_deref().unwrap().contains("exists"), "{:?}", h.state().text.save_message);
+    assert!(h.state().text.save.message.as_deref().unwrap().contains("exists"), "{:?}", h.state().text.save.message);
     assert_eq!(std::fs::read_to_string(&taken).unwrap(), "keep me");
     let fresh = dir.join("fresh.txt");
-    h.state_mut().text.save_path = fresh.display().to_string();
+    h.state_mut().text.save.path = fresh.display().to_string();
     h.get_by_role_and_label(Role::Button, "Save").click();
     h.step();
     assert_eq!(std::fs::read_to_string(&fresh).unwrap(), format!("The whale{}\n", r.text));
@@ -82,8 +82,8 @@ fn cancel_stops_a_text_run_and_says_so() {
     h.get_by_role_and_label(Role::Button, "Cancel").click();
     h.step();
     step_until(&mut h, "the cancelled run", |s| !s.text.is_running());
-    assert!(h.state().text.result.is_none());
-    assert_eq!(h.state().text.error.as_deref(), Some("cancelled"));
+    assert!(h.state().text.runs.result.is_none());
+    assert_eq!(h.state().text.runs.error.as_deref(), Some("cancelled"));
     assert!(h.query_by_label("cancelled").is_some());
 }
 
@@ -103,7 +103,7 @@ fn image_tab_guidance_slider_changes_the_picture() {
         h.get_by_role_and_label(Role::Button, "Generate").click();
         h.step();
         step_until(&mut h, "the picture", |s| !s.image.is_running());
-        let r = h.state().image.result.clone().unwrap_or_else(|| panic!("no picture: {:?}", h.state().image.error));
+        let r = h.state().image.runs.result.clone().unwrap_or_else(|| panic!("no picture: {:?}", h.state().image.runs.error));
         assert_eq!((r.info.guidance, r.info.seed, r.image.width()), (guidance, 0, 32));
         pictures.push(r.image);
     }
