@@ -169,6 +169,17 @@ impl NoiseSource for ReplayNoise {
     }
 }
 
+/// A fresh seed for runs the user did not seed: splitmix64 of the clock and the process id
+/// (two runs in the same tick differ), below 2^53 so JSON readers see it exactly.
+pub fn random_seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut z = (t as u64) ^ ((std::process::id() as u64) << 32);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 11
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,13 +238,3 @@ mod tests {
     }
 }
 
-/// A fresh seed for runs the user did not seed: splitmix64 of the clock and the process id
-/// (two runs in the same tick differ), below 2^53 so JSON readers see it exactly.
-pub fn random_seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let mut z = (t as u64) ^ ((std::process::id() as u64) << 32);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) >> 11
-}
