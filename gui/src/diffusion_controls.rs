@@ -2,6 +2,7 @@
 //! pipeline): prompt, negative prompt, steps, guidance scale, sampler, seed.
 
 use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec};
+use stipple_image::StableDiffusion;
 
 use crate::widgets;
 
@@ -28,6 +29,13 @@ impl DiffusionControls {
     /// Controls with this prompt and defaults.
     pub fn new(prompt: &str, steps: usize, guidance: f64) -> Self {
         Self { prompt: prompt.into(), negative_prompt: String::new(), steps, guidance, sampler: None, seed: 0, new_seed_each_run: false }
+    }
+
+    /// Takes a freshly loaded pipeline's own steps and guidance (Turbo, LCM and plain
+    /// models differ).
+    pub fn adopt_defaults(&mut self, pipe: &StableDiffusion) {
+        self.steps = pipe.default_steps().min(100);
+        self.guidance = pipe.default_guidance();
     }
 
     /// The negative prompt, when given.

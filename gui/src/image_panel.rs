@@ -82,8 +82,7 @@ impl ImagePanel {
         self.slot.poll();
         if !self.defaults_applied {
             if let Some(pipe) = self.slot.ready() {
-                self.controls.steps = pipe.default_steps().min(100);
-                self.controls.guidance = pipe.default_guidance();
+                self.controls.adopt_defaults(pipe);
                 self.defaults_applied = true;
             }
         }

@@ -90,8 +90,7 @@ impl MusicPanel {
         self.slot.poll();
         if !self.defaults_applied {
             if let Some(riff) = self.slot.ready() {
-                self.controls.steps = riff.pipeline.default_steps().min(100);
-                self.controls.guidance = riff.pipeline.default_guidance();
+                self.controls.adopt_defaults(&riff.pipeline);
                 self.defaults_applied = true;
             }
         }
