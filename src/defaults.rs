@@ -25,7 +25,7 @@ pub fn search_path() -> Vec<PathBuf> {
     roots
 }
 
-/// The default model of `kind` (`text`, `image` or `audio`).
+/// The default model of `kind` (`text`, `image` or `music`).
 pub fn model(kind: &str) -> Result<PathBuf> {
     let roots = search_path();
     for root in &roots {

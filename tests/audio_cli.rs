@@ -123,7 +123,6 @@ fn music_errors_are_clear() {
     let out = s(&dir.join("o.wav"));
     for (args, needle) in [
         (vec!["audio", "--model", m.as_str(), "--out", out.as_str()], "give a prompt"),
-        (vec!["audio", "x", "--out", out.as_str()], "--model"),
         (vec!["audio", "x", "--model", "/nonexistent/riffusion", "--out", out.as_str()], "/nonexistent/riffusion"),
         (vec!["audio", "x", "--model", m.as_str(), "--seconds=-2", "--out", out.as_str()], "seconds"),
         (vec!["audio", "x", "--model", m.as_str(), "--strength", "0", "--out", out.as_str()], "strength"),

@@ -75,3 +75,36 @@ fn image_runs_on_the_embedded_model_by_default() {
     assert!(red_heavy >= 40 && white >= 100, "a red apple on white? {red_heavy} red and {white} white pixels");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `stipple audio PROMPT` with no model runs the embedded one: a 16 kHz WAV of the asked
+/// length that is not silent, and its 64-bin spectrogram beside it.
+#[test]
+fn audio_runs_on_the_embedded_model_by_default() {
+    let dir = std::env::temp_dir().join(format!("stipple-mini-music-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("piano.wav");
+    let v = json(&stipple(&["--json", "--seed", "0", "audio", "piano chords in c major, 110 bpm, with drums", "--seconds", "4", "--out", &out.to_string_lossy()]));
+    assert_eq!((v["sample_rate"].as_u64(), v["windows"].as_u64()), (Some(16000), Some(3)), "{v}");
+    let wav = stipple::audio::wav::read_mono(&out, 16000).unwrap();
+    assert!((wav.samples.len() as f64 / 16000.0 - 4.0).abs() < 0.05, "{} samples", wav.samples.len());
+    let rms = (wav.samples.iter().map(|v| (v * v) as f64).sum::<f64>() / wav.samples.len() as f64).sqrt();
+    assert!(rms > 0.02, "nearly silent (rms {rms})");
+    let png = image::open(out.with_extension("png")).unwrap();
+    assert_eq!(png.height(), 64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The embedded music model follows the instrument of its prompts: over bass and violin
+/// chord prompts at 70, 110 and 150 bpm (4 s each, seed 0), the bass clips are darker
+/// (spectral centroid; measured 1475 vs 2039 Hz, reference renders 1551 vs 1863 Hz). Its
+/// tempo following is measured too but not asserted: this model does not follow tempo yet
+/// (README).
+#[test]
+fn music_model_follows_the_instrument() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/stipple-mini/music");
+    let v = json(&stipple(&["--json", "--seed", "0", "train", "eval-music", "--model", &model.to_string_lossy(), "--instruments", "bass,violin"]));
+    let by = &v["generated"]["centroid_by_instrument"];
+    let (bass, violin) = (by[0][1].as_f64().unwrap(), by[1][1].as_f64().unwrap());
+    assert_eq!((by[0][0].as_str(), by[1][0].as_str()), (Some("bass"), Some("violin")));
+    assert!(bass + 300.0 < violin, "bass {bass:.0} Hz is not darker than violin {violin:.0} Hz: {v}");
+}

@@ -9,11 +9,15 @@
 #         -> 1,543 captioned 32 x 32 pictures -> KL autoencoder (32,64,64; 8 x 8 x 4
 #         latents), 600 steps -> UNet (64,128) + 2-layer CLIP text encoder, 2,500 steps
 #         of 32 pictures (about 20 + 70 minutes on 2 CPU cores)
-# The model is written to models/stipple-mini/<kind> (the training checkpoint and loss
-# curve stay in WORK_DIR).
+#   music: Debian fluid-soundfont-gm (FluidR3_GM.sf2, rendered with rustysynth) -> 2,000
+#         captioned 64 x 64 mel spectrograms (16 kHz, 2.05 s) -> KL autoencoder
+#         (16,32,64,64; 8 x 8 x 16 latents), 600 steps of 16 -> UNet (64,128) + 2-layer
+#         CLIP text encoder, 1,800 steps of 32 (about 20 + 40 minutes on 2 CPU cores)
+# The model is written to models/stipple-mini/<kind> with its train.json (settings, wall
+# time), loss curve and eval.txt; the training checkpoint stays in WORK_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KIND=${1:?usage: tools/train_stipple_mini.sh text|image [WORK_DIR]}
+KIND=${1:?usage: tools/train_stipple_mini.sh text|image|music [WORK_DIR]}
 WORK=${2:-target/stipple-mini}
 mkdir -p "$WORK/downloads"
 cargo build --release --quiet
@@ -73,5 +77,19 @@ case "$KIND" in
     cp "$WORK/emoji-vae/train.json" models/stipple-mini/image/vae_train.json
     cp "$WORK/emoji-vae/loss.png" models/stipple-mini/image/vae_loss.png
     ;;
-  *) echo "unknown model kind $KIND (text, image)" >&2; exit 2 ;;
+  music)
+    SF2=${SF2:-/usr/share/sounds/sf2/FluidR3_GM.sf2}
+    [ -f "$SF2" ] || { echo "install Debian's fluid-soundfont-gm (or set SF2=path/to/FluidR3_GM.sf2)" >&2; exit 2; }
+    "$STIPPLE" --seed 0 train prepare-music --soundfont "$SF2" --out "$WORK/music-data" --clips 2000
+    "$STIPPLE" --seed 0 train vae --data "$WORK/music-data" --out "$WORK/music-vae" --size 64 \
+      --channels 16,32,64,64 --latent-channels 16 --steps 600 --warmup 50 --batch 16 --max-minutes 30 --checkpoint-every 100
+    "$STIPPLE" --seed 0 train image --data "$WORK/music-data" --vae "$WORK/music-vae" --out "$WORK/music" \
+      --max-tokens 24 --steps 1800 --warmup 100 --batch 32 --max-minutes 70 --checkpoint-every 200
+    "$STIPPLE" --seed 0 train eval-music --model "$WORK/music" --soundfont "$SF2" | tee "$WORK/music/eval.txt"
+    rm -rf models/stipple-mini/music && mkdir -p models/stipple-mini/music
+    cp -r "$WORK"/music/{model_index.json,scheduler,text_encoder,tokenizer,unet,vae,spectrogram_params.json,train.json,loss.png,eval.txt} models/stipple-mini/music/
+    cp "$WORK/music-vae/train.json" models/stipple-mini/music/vae_train.json
+    cp "$WORK/music-vae/loss.png" models/stipple-mini/music/vae_loss.png
+    ;;
+  *) echo "unknown model kind $KIND (text, image, music)" >&2; exit 2 ;;
 esac

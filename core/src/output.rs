@@ -27,7 +27,9 @@ pub enum OutputError {
 /// Writes `path` through `write`, which fills the temporary file it is given. Without
 /// `overwrite` an existing `path` is an error and is never touched, even if it appears
 /// while `write` runs (the finished file is hard-linked into place, which fails on an
-/// existing name). The temporary file is removed on failure.
+/// existing name). The temporary file is removed on failure. The file gets the permissions
+/// a newly created file gets (the umask's), even when `write` creates it more narrowly (the
+/// safetensors writer makes owner-only files).
 pub fn write_file<E: From<OutputError>>(path: &Path, overwrite: bool, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
     if !overwrite && path.exists() {
         return Err(OutputError::Exists(path.to_path_buf()).into());
@@ -41,7 +43,11 @@ pub fn write_file<E: From<OutputError>>(path: &Path, overwrite: bool, write: imp
     }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = write(&tmp).and_then(|()| place(&tmp, path, overwrite).map_err(E::from));
+    let io = |source: std::io::Error| OutputError::Io { path: tmp.clone(), source };
+    let usual = std::fs::File::create(&tmp).and_then(|f| f.metadata()).map(|m| m.permissions()).map_err(io)?;
+    let result = write(&tmp)
+        .and_then(|()| std::fs::set_permissions(&tmp, usual).map_err(|e| E::from(io(e))))
+        .and_then(|()| place(&tmp, path, overwrite).map_err(E::from));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -93,6 +99,27 @@ mod tests {
         let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")).count();
         assert_eq!(leftovers, 0);
         assert!(matches!(write_file::<OutputError>(&dir.join("nope/x.bin"), false, |_| Ok(())), Err(OutputError::NoFolder(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A writer that makes an owner-only file (as the safetensors writer does) still leaves
+    /// a file with the usual permissions.
+    #[cfg(unix)]
+    #[test]
+    fn files_get_the_usual_permissions() {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("stipple-output-perms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("plain");
+        std::fs::write(&plain, b"x").unwrap();
+        let usual = std::fs::metadata(&plain).unwrap().permissions().mode();
+        let target = dir.join("w.safetensors");
+        write_file::<OutputError>(&target, false, |tmp| {
+            let _ = std::fs::remove_file(tmp);
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).map(drop).map_err(|source| OutputError::Io { path: tmp.into(), source })
+        })
+        .unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode(), usual);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -63,7 +63,7 @@ impl Studio {
 
     /// Whether any tab has work running.
     pub fn is_busy(&self) -> bool {
-        self.text.is_running() || self.image.is_running() || self.music.is_running()
+        self.text.is_running() || self.image.tab.is_running() || self.music.tab.is_running()
     }
 
     /// Draws the whole window (eframe calls it each frame; the UI tests too).
@@ -86,8 +86,8 @@ impl Studio {
         });
         // finished work in a hidden tab is collected too
         self.text.poll();
-        self.image.poll();
-        self.music.poll();
+        self.image.tab.poll();
+        self.music.tab.poll();
     }
 }
 

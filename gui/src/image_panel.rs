@@ -3,21 +3,17 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use stipple_core::noise::PortableRng;
 use stipple_core::progress::StepEvent;
 use stipple_image::metadata::{GenerationInfo, write_png};
+use stipple_image::preview::VAE_PREVIEW_MAX_SIDE;
 use stipple_image::{ImageRequest, StableDiffusion};
 
 use crate::diffusion_controls::DiffusionControls;
+use crate::diffusion_tab::DiffusionTab;
 use crate::job::{Job, Waker};
-use crate::model_slot::ModelSlot;
-use crate::run::Runs;
 use crate::widgets::{self, SaveTarget};
-
-/// Models at most this many pixels a side get a decoded preview at every step (the full
-/// VAE costs little there).
-const PREVIEW_MAX_SIDE: usize = 128;
 
 /// A finished picture.
 #[derive(Clone, Debug)]
@@ -30,14 +26,8 @@ pub struct ImageResult {
 
 /// The Image tab's state.
 pub struct ImagePanel {
-    /// The pipeline.
-    pub slot: ModelSlot<StableDiffusion>,
-    device: Device,
-    /// Prompt and sampling settings.
-    pub controls: DiffusionControls,
-    defaults_applied: bool,
-    /// Runs and their results (previews: the picture so far).
-    pub runs: Runs<ImageResult, image::RgbImage>,
+    /// The pipeline, controls and runs (previews: the picture so far).
+    pub tab: DiffusionTab<StableDiffusion, ImageResult, image::RgbImage>,
     texture: Option<(usize, egui::TextureHandle)>,
     /// Where "Save" writes.
     pub save: SaveTarget,
@@ -46,60 +36,14 @@ pub struct ImagePanel {
 impl ImagePanel {
     /// A panel loading `model` (when given) on `device`.
     pub fn new(model: Option<&Path>, device: Device, wake: Waker) -> Self {
-        let slot = match model {
-            Some(p) => Self::load_slot(p, &device, wake),
-            None => ModelSlot::Empty("no image model: choose a diffusers pipeline folder (model_index.json, unet/, vae/ ...)".into()),
-        };
-        Self {
-            slot,
-            device,
-            controls: DiffusionControls::new("red apple", 20, 5.0),
-            defaults_applied: false,
-            runs: Runs::default(),
-            texture: None,
-            save: SaveTarget::new("stipple-image.png"),
-        }
-    }
-
-    fn load_slot(path: &Path, device: &Device, wake: Waker) -> ModelSlot<StableDiffusion> {
-        let device = device.clone();
-        ModelSlot::load(path, wake, move |p| Ok(StableDiffusion::load(p, &device, DType::F32)?))
-    }
-
-    /// Switches to the pipeline in `path`.
-    pub fn load(&mut self, path: &Path, wake: Waker) {
-        self.slot = Self::load_slot(path, &self.device, wake);
-        self.defaults_applied = false;
-    }
-
-    /// Whether a generation is running.
-    pub fn is_running(&self) -> bool {
-        self.runs.is_running()
-    }
-
-    /// Moves finished work along; called once per frame.
-    pub fn poll(&mut self) {
-        self.slot.poll();
-        if !self.defaults_applied {
-            if let Some(pipe) = self.slot.ready() {
-                self.controls.adopt_defaults(pipe);
-                self.defaults_applied = true;
-            }
-        }
-        self.runs.poll();
+        let empty = "no image model: give a diffusers pipeline folder (model_index.json, unet/, vae/ ...) and press Load";
+        Self { tab: DiffusionTab::new(model, device, wake, empty, DiffusionControls::new("red apple", 20, 5.0)), texture: None, save: SaveTarget::new("stipple-image.png") }
     }
 
     /// Starts a generation with the current settings.
     pub fn generate(&mut self, wake: Waker) {
-        let Some(pipe) = self.slot.ready().cloned() else {
-            return self.runs.refuse(self.slot.describe());
-        };
-        let sampler = match self.controls.sampler_spec() {
-            Ok(s) => s,
-            Err(e) => return self.runs.refuse(format!("{e:#}")),
-        };
-        let seed = self.controls.next_seed();
-        let c = &self.controls;
+        let Some((pipe, sampler, seed)) = self.tab.prepare_run() else { return };
+        let c = &self.tab.controls;
         let req = ImageRequest {
             prompt: c.prompt.clone(),
             negative_prompt: c.negative(),
@@ -108,9 +52,9 @@ impl ImagePanel {
             sampler,
             ..ImageRequest::default()
         };
-        self.runs.start(Job::spawn(wake, move |reporter, cancel| {
+        self.tab.runs.start(Job::spawn(wake, move |reporter, cancel| {
             let (width, height) = pipe.output_size(&req)?;
-            let previews = width.max(height) <= PREVIEW_MAX_SIDE;
+            let previews = width.max(height) <= VAE_PREVIEW_MAX_SIDE;
             reporter.stage("denoising");
             let mut progress = |e: &StepEvent<'_, Tensor>| {
                 let picture = e.preview.filter(|_| previews).and_then(|l| pipe.decode_latents(l).ok()).and_then(|(_, imgs)| imgs.into_iter().next());
@@ -138,25 +82,26 @@ impl ImagePanel {
     /// Writes the picture, with its settings in the PNG, to the save path (never over an
     /// existing file).
     pub fn save(&mut self) {
-        let Some(r) = &self.runs.result else { return };
+        let Some(r) = &self.tab.runs.result else { return };
         self.save.save(|path| Ok(write_png(path, &r.image, Some(&r.info), false)?));
     }
 
     /// Draws the tab.
     pub fn ui(&mut self, ui: &mut egui::Ui, wake: &Waker) {
-        self.poll();
-        widgets::model_line(ui, &self.slot.describe());
-        let running = self.is_running();
-        self.controls.ui(ui, "image-controls", !running);
-        if self.runs.bar(ui, self.slot.ready().is_some()) {
+        self.tab.poll();
+        self.tab.model_ui(ui, wake);
+        let running = self.tab.is_running();
+        self.tab.controls.ui(ui, "image-controls", !running);
+        if self.tab.runs.bar(ui, self.tab.slot.ready().is_some()) {
             self.generate(wake.clone());
         }
-        let status = self.runs.status();
+        let runs = &self.tab.runs;
+        let status = runs.status();
         ui.separator();
         // the texture follows the newest preview while running, else the result
-        let (key, picture) = match (&status, &self.runs.result) {
+        let (key, picture) = match (&status, &runs.result) {
             (Some(s), _) => (usize::MAX - s.step, s.preview.as_ref()),
-            (None, Some(r)) => (self.runs.finished, Some(&r.image)),
+            (None, Some(r)) => (runs.finished, Some(&r.image)),
             (None, None) => (0, None),
         };
         if let Some(img) = picture {
@@ -169,8 +114,8 @@ impl ImagePanel {
         }
         let mut save = false;
         if status.is_none() {
-            if let Some(r) = &self.runs.result {
-                if let Some(t) = self.runs.last_time {
+            if let Some(r) = &runs.result {
+                if let Some(t) = runs.last_time {
                     ui.weak(format!("{}x{}, {} steps of {}, guidance {}, seed {}: {:.2} s", r.info.width, r.info.height, r.info.steps, r.info.sampler, r.info.guidance, r.info.seed, t.as_secs_f64()));
                 }
                 save = self.save.ui(ui);
@@ -179,6 +124,6 @@ impl ImagePanel {
         if save {
             self.save();
         }
-        self.runs.error_ui(ui);
+        self.tab.runs.error_ui(ui);
     }
 }

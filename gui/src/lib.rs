@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod diffusion_controls;
+pub mod diffusion_tab;
 pub mod image_panel;
 pub mod job;
 pub mod model_slot;

@@ -15,11 +15,13 @@ fn mini(kind: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/stipple-mini").join(kind)
 }
 
-fn studio(text: bool, image: bool) -> Harness<'static, Studio> {
+/// The studio with the named stipple-mini models ("text", "image", "music").
+fn studio(models: &[&str]) -> Harness<'static, Studio> {
+    let pick = |kind: &str| models.contains(&kind).then(|| mini(kind));
     let opts = StudioOptions {
-        text: text.then(|| mini("text")),
-        image: image.then(|| mini("image")),
-        music: None,
+        text: pick("text"),
+        image: pick("image"),
+        music: pick("music"),
         device: candle_core::Device::Cpu,
     };
     let app = Studio::new(&opts, Arc::new(|| {}));
@@ -39,7 +41,7 @@ fn step_until(h: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studi
 
 #[test]
 fn text_tab_generates_with_the_embedded_model_and_saves_without_overwriting() {
-    let mut h = studio(true, false);
+    let mut h = studio(&["text"]);
     step_until(&mut h, "the text model", |s| s.text.slot.ready().is_some());
     // its generation_config.json set the controls
     assert_eq!((h.state().text.gen_len % 8, h.state().text.block_len), (0, 8));
@@ -74,7 +76,7 @@ fn text_tab_generates_with_the_embedded_model_and_saves_without_overwriting() {
 
 #[test]
 fn cancel_stops_a_text_run_and_says_so() {
-    let mut h = studio(true, false);
+    let mut h = studio(&["text"]);
     step_until(&mut h, "the text model", |s| s.text.slot.ready().is_some());
     h.state_mut().text.steps = 48;
     h.get_by_role_and_label(Role::Button, "Generate").click();
@@ -89,21 +91,21 @@ fn cancel_stops_a_text_run_and_says_so() {
 
 #[test]
 fn image_tab_guidance_slider_changes_the_picture() {
-    let mut h = studio(false, true);
+    let mut h = studio(&["image"]);
     h.get_by_label("Image").click();
     h.step();
     assert_eq!(h.state().tab, Tab::Image);
-    step_until(&mut h, "the image model", |s| s.image.slot.ready().is_some());
+    step_until(&mut h, "the image model", |s| s.image.tab.slot.ready().is_some());
     h.step();
     let mut pictures = Vec::new();
     for guidance in [1.0, 7.0] {
         h.get_by_role_and_label(Role::Slider, "Guidance").set_value_accesskit(guidance);
         h.step();
-        assert_eq!(h.state().image.controls.guidance, guidance);
+        assert_eq!(h.state().image.tab.controls.guidance, guidance);
         h.get_by_role_and_label(Role::Button, "Generate").click();
         h.step();
-        step_until(&mut h, "the picture", |s| !s.image.is_running());
-        let r = h.state().image.runs.result.clone().unwrap_or_else(|| panic!("no picture: {:?}", h.state().image.runs.error));
+        step_until(&mut h, "the picture", |s| !s.image.tab.is_running());
+        let r = h.state().image.tab.runs.result.clone().unwrap_or_else(|| panic!("no picture: {:?}", h.state().image.tab.runs.error));
         assert_eq!((r.info.guidance, r.info.seed, r.image.width()), (guidance, 0, 32));
         pictures.push(r.image);
     }
@@ -119,7 +121,7 @@ fn image_tab_guidance_slider_changes_the_picture() {
 
 #[test]
 fn music_tab_without_a_model_says_how_to_load_one() {
-    let mut h = studio(false, false);
+    let mut h = studio(&[]);
     h.get_by_label("Music").click();
     h.step();
     assert!(h.query_by_label_contains("no music model").is_some());
@@ -129,6 +131,35 @@ fn music_tab_without_a_model_says_how_to_load_one() {
     h.step();
     h.get_by_role_and_label(Role::Button, "Load").click();
     h.step();
-    step_until(&mut h, "the failed load", |s| !matches!(s.music.slot, stipple_gui::model_slot::ModelSlot::Loading(..)));
+    step_until(&mut h, "the failed load", |s| !matches!(s.music.tab.slot, stipple_gui::model_slot::ModelSlot::Loading(..)));
     assert!(h.query_by_label_contains("could not load /nonexistent/model").is_some());
+}
+
+/// The Music tab with the embedded model: it takes the model's own steps, paints one
+/// window, shows its spectrogram and saves a playable WAV.
+#[test]
+fn music_tab_makes_a_clip_with_the_default_model() {
+    let mut h = studio(&["music"]);
+    h.get_by_label("Music").click();
+    h.step();
+    step_until(&mut h, "the music model", |s| s.music.tab.slot.ready().is_some());
+    h.step();
+    h.get_by_role_and_label(Role::Button, "Generate").click();
+    h.step();
+    step_until(&mut h, "the clip", |s| !s.music.tab.is_running());
+    let r = h.state().music.tab.runs.result.clone().unwrap_or_else(|| panic!("no clip: {:?}", h.state().music.tab.runs.error));
+    // one 64-frame window of 32 ms hops at 16 kHz, and a 64-bin spectrogram
+    assert_eq!((r.sample_rate, r.spectrogram.height(), r.spectrogram.width()), (16000, 64, 64));
+    assert!((r.audio.len() as f64 / 16000.0 - 2.048).abs() < 0.05, "{} samples", r.audio.len());
+    let rms = (r.audio.iter().map(|v| (v * v) as f64).sum::<f64>() / r.audio.len() as f64).sqrt();
+    assert!(rms > 0.01, "silent clip (rms {rms})");
+    let dir = std::env::temp_dir().join(format!("stipple-studio-music-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clip.wav");
+    h.state_mut().music.save.path = path.display().to_string();
+    h.get_by_role_and_label(Role::Button, "Save").click();
+    h.step();
+    let wav = stipple_audio::wav::read_mono(&path, 16000).unwrap();
+    assert_eq!(wav.samples.len(), r.audio.len());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

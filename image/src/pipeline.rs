@@ -314,6 +314,11 @@ impl StableDiffusion {
         self.vae.config.spatial_factor()
     }
 
+    /// Channels of the latents (4 for SD 1.x / 2.x / XL).
+    pub fn latent_channels(&self) -> usize {
+        self.vae.config.latent_channels
+    }
+
     /// The model's native output size.
     pub fn native_size(&self) -> usize {
         self.unet.config.sample_size.unwrap_or(64) * self.vae_factor()
@@ -389,12 +394,14 @@ impl StableDiffusion {
         let guidance = Guidance { scale: guidance_scale, rescale: req.guidance_rescale };
         let cfg = guidance.is_active() && !lcm;
         let b = req.batch;
-        let nine = self.unet.config.in_channels == 9;
-        if nine && req.mask.is_none() {
-            return Err(invalid("this is an inpainting model (9-channel UNet): give --init-image and --mask"));
+        // latents, plus (inpainting models) the mask and the masked picture's latents
+        let lc = self.latent_channels();
+        let inpainting = self.unet.config.in_channels == 2 * lc + 1;
+        if inpainting && req.mask.is_none() {
+            return Err(invalid(format!("this is an inpainting model ({}-channel UNet): give --init-image and --mask", 2 * lc + 1)));
         }
-        if !nine && self.unet.config.in_channels != 4 {
-            return Err(model_err(format!("UNets with {} input channels are not supported", self.unet.config.in_channels)));
+        if !inpainting && self.unet.config.in_channels != lc {
+            return Err(model_err(format!("the UNet takes {} input channels but the VAE's latents have {lc}", self.unet.config.in_channels)));
         }
 
         // Text conditioning, [uncond; cond] when guided.
@@ -436,7 +443,7 @@ impl StableDiffusion {
         };
 
         // Initial latents, in diffusers' order of random draws.
-        let lat_shape = (b, 4usize, height / f, width / f);
+        let lat_shape = (b, lc, height / f, width / f);
         let init = match &req.init_image {
             Some(img) => Some(image_io::image_to_tensor(img, width, height, dev)?),
             None => None,
@@ -474,7 +481,7 @@ impl StableDiffusion {
                 let mask = image_io::mask_to_tensor(mask_img, width, height, dev)?;
                 // diffusers' prepare_latents: the image is encoded when the blend needs it or
                 // when denoising does not start from pure noise.
-                let image_latents = if !nine || !strength_max { Some(self.encode_image(image, b, noise)?) } else { None };
+                let image_latents = if !inpainting || !strength_max { Some(self.encode_image(image, b, noise)?) } else { None };
                 let eps = draw(noise, &template)?;
                 let latents = match (&image_latents, strength_max) {
                     (Some(il), false) => scheduler.add_noise(il, &eps, start)?,
@@ -485,7 +492,7 @@ impl StableDiffusion {
                 let masked = image.broadcast_mul(&keep)?;
                 let masked_latents = self.encode_image(&masked, b, noise)?;
                 let small_mask = mask.upsample_nearest2d(height / f, width / f)?.broadcast_as((b, 1, height / f, width / f))?.contiguous()?;
-                if nine {
+                if inpainting {
                     let e = Tensor::cat(&[&small_mask, &masked_latents], 1)?;
                     extra = Some(if cfg { Tensor::cat(&[&e, &e], 0)? } else { e });
                 } else if let Some(il) = image_latents {

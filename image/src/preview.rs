@@ -1,6 +1,7 @@
 //! Per-step previews of latents: TAESD when the user gives one (sharp, ~1M-parameter
-//! decoder), otherwise a cheap linear latent-to-RGB map (the factors A1111 and ComfyUI use
-//! for "approximate" previews), upscaled to the output size.
+//! decoder); the model's own VAE for small models (it costs little there, and their
+//! latents need not be SD's four channels); otherwise a cheap linear latent-to-RGB map
+//! (the factors A1111 and ComfyUI use for "approximate" previews), upscaled to the output size.
 
 use candle_core::{DType, Tensor};
 use image::RgbImage;
@@ -8,7 +9,10 @@ use image::RgbImage;
 use crate::error::Result;
 use crate::image_io;
 use crate::models::taesd::TaesdDecoder;
-use crate::pipeline::ModelKind;
+use crate::pipeline::{ModelKind, StableDiffusion};
+
+/// Models whose pictures are at most this many pixels a side preview through their VAE.
+pub const VAE_PREVIEW_MAX_SIDE: usize = 128;
 
 /// Latent channel -> RGB contributions for SD 1.x / 2.x latents.
 const SD_FACTORS: [[f32; 3]; 4] = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]];
@@ -26,14 +30,31 @@ pub enum Previewer<'a> {
     },
     /// TAESD.
     Taesd(&'a TaesdDecoder),
+    /// The pipeline's own decoder (as at the end of a run).
+    Vae(&'a StableDiffusion),
 }
 
-impl Previewer<'_> {
+impl<'a> Previewer<'a> {
+    /// The best cheap previewer for `pipe`: TAESD when given (or the pipeline's own fast
+    /// decoder), the VAE for small models or latents the linear map does not know, else the
+    /// linear map.
+    pub fn for_pipeline(pipe: &'a StableDiffusion, taesd: Option<&'a TaesdDecoder>) -> Self {
+        match pipe.fast_decoder.as_ref().or(taesd) {
+            Some(t) => Previewer::Taesd(t),
+            None if pipe.native_size() <= VAE_PREVIEW_MAX_SIDE || pipe.latent_channels() != 4 => Previewer::Vae(pipe),
+            None => Previewer::Linear { kind: pipe.kind(), factor: pipe.vae_factor() },
+        }
+    }
+
     /// The first image of a batch of (scaled) latents as a preview.
     pub fn preview(&self, latents: &Tensor) -> Result<RgbImage> {
         let first = latents.narrow(0, 0, 1)?.to_dtype(DType::F32)?;
         let rgb = match self {
             Previewer::Taesd(t) => t.decode(&first)?,
+            Previewer::Vae(pipe) => {
+                let (_, mut images) = pipe.decode_latents(&first)?;
+                return Ok(images.remove(0));
+            }
             Previewer::Linear { kind, factor } => {
                 let m = match kind {
                     ModelKind::StableDiffusion => SD_FACTORS,

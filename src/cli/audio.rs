@@ -86,7 +86,8 @@ pub struct GenerateArgs {
     pub prompt: Option<String>,
     /// Model: a Riffusion-layout diffusers folder, or a hub id such as riffusion/riffusion-model-v1
     /// (fetched into the Hugging Face cache); its spectrogram_params.json, if any, sets the
-    /// spectrogram parameters.
+    /// spectrogram parameters. Default: the embedded stipple-mini music model (16 kHz, 2.05 s
+    /// windows).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// What to steer away from.
@@ -195,9 +196,12 @@ fn render(g: &Global, a: &RenderArgs) -> Result<()> {
 fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
     let prompt = match (&a.prompt_arg, &a.prompt) {
         (Some(p), _) | (None, Some(p)) => p.clone(),
-        (None, None) => bail!("give a prompt: stipple audio \"PROMPT\" --model DIR"),
+        (None, None) => bail!("give a prompt: stipple audio \"PROMPT\" [--model DIR]"),
     };
-    let model = a.model.as_deref().context("give --model: a Riffusion-layout diffusers folder (e.g. a download of riffusion/riffusion-model-v1)")?;
+    let model = match &a.model {
+        Some(m) => m.clone(),
+        None => crate::defaults::model("music")?,
+    };
     let sampler: Option<SamplerSpec> = a.scheduler.as_deref().map(str::parse).transpose()?;
     let seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("music-{seed}.wav")));
@@ -210,7 +214,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
         }
     }
     let load_start = Instant::now();
-    let model = &super::pipeline_path(model)?;
+    let model = &super::pipeline_path(&model)?;
     let riff = Riffusion::load(model, &g.device, g.dtype).with_context(|| format!("loading {}", model.display()))?;
     let load_seconds = load_start.elapsed().as_secs_f64();
     let params = riff.codec().params().clone();
@@ -232,7 +236,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
         to_seed: a.to_seed,
         looped: a.looped,
     };
-    let previewer = a.preview.as_deref().map(|p| (Previewer::Linear { kind: riff.pipeline.kind(), factor: riff.pipeline.vae_factor() }, p));
+    let previewer = a.preview.as_deref().map(|p| (Previewer::for_pipeline(&riff.pipeline, None), p));
     let mut progress = ImageProgress { bar: BarProgress::new("music", false), preview: previewer, error: None };
     let started = Instant::now();
     let music = riff.generate(&req, &mut progress, &CancelToken::new())?;

@@ -223,13 +223,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     let mut last = None;
     for run in 0..args.count {
         let seed = first_seed.wrapping_add(run as u64);
-        let previewer = args.preview.as_deref().map(|p| {
-            let pv = match pipe.fast_decoder.as_ref().or(preview_taesd.as_ref()) {
-                Some(t) => Previewer::Taesd(t),
-                None => Previewer::Linear { kind: pipe.kind(), factor: pipe.vae_factor() },
-            };
-            (pv, p)
-        });
+        let previewer = args.preview.as_deref().map(|p| (Previewer::for_pipeline(&pipe, preview_taesd.as_ref()), p));
         let label = if args.count > 1 { format!("image {}/{}", run + 1, args.count) } else { "image".into() };
         let mut progress = ImageProgress { bar: BarProgress::new(&label, false), preview: previewer, error: None };
         let mut rng = PortableRng::new(seed);
