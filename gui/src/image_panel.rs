@@ -1,5 +1,5 @@
 //! The Image tab: text-to-image with a diffusers pipeline, the picture shown as it
-//! denoises (small models decode every step; large ones show the finished picture).
+//! denoises (small models decode every step; large ones show a quick approximate preview).
 
 use std::path::Path;
 
@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use stipple_core::noise::PortableRng;
 use stipple_core::progress::StepEvent;
 use stipple_image::metadata::{GenerationInfo, write_png};
-use stipple_image::preview::VAE_PREVIEW_MAX_SIDE;
+use stipple_image::preview::Previewer;
 use stipple_image::{ImageRequest, StableDiffusion};
 
 use crate::diffusion_controls::DiffusionControls;
@@ -54,10 +54,12 @@ impl ImagePanel {
         };
         self.tab.runs.start(Job::spawn(wake, move |reporter, cancel| {
             let (width, height) = pipe.output_size(&req)?;
-            let previews = width.max(height) <= VAE_PREVIEW_MAX_SIDE;
+            // the same previews as `stipple image --preview`: the VAE for small models, the
+            // linear latent-to-RGB map for large ones
+            let previewer = Previewer::for_pipeline(&pipe, None);
             reporter.stage("denoising");
             let mut progress = |e: &StepEvent<'_, Tensor>| {
-                let picture = e.preview.filter(|_| previews).and_then(|l| pipe.decode_latents(l).ok()).and_then(|(_, imgs)| imgs.into_iter().next());
+                let picture = e.preview.and_then(|l| previewer.preview(l).ok());
                 reporter.step(e.step, e.total, picture);
             };
             let out = pipe.generate(&req, &mut PortableRng::new(seed), &mut progress, cancel)?;
