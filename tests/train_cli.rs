@@ -137,6 +137,7 @@ fn emoji_set_autoencoder_and_text_to_image_make_a_pipeline_stipple_image_loads()
     assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(16), Some(16)));
     assert!(out.is_file());
     fails_with(&stipple(&["train", "image", "--data", &s(&data), "--vae", &s(&dir.join("nothing")), "--out", &s(&dir.join("m2"))]), "stipple train vae");
+    second_stages_go_on_from_trained_weights(&dir, &data_s, &model, &run);
     // the prompt-following check runs on the trained folder (an untrained model: any rank)
     let v = json(&stipple(&["--json", "train", "eval-image", "--model", &model_s, "--data", &data_s, "--prompts", "2", "--steps", "2", "--guidance", "1,4"]));
     assert_eq!((v["pictures"].as_u64(), v["chance_top1"].as_f64()), (Some(2), Some(0.5)));
@@ -147,6 +148,46 @@ fn emoji_set_autoencoder_and_text_to_image_make_a_pipeline_stipple_image_loads()
         assert!((1.0..=2.0).contains(&rank) && r["top5"] == 1.0, "{r}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+fn tensors(file: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(file, &candle_core::Device::Cpu).unwrap()
+}
+
+fn same(a: &candle_core::Tensor, b: &candle_core::Tensor) -> bool {
+    a.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap() == b.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// `--init` stages: the autoencoder's decoder alone (its encoder, hence the latents, kept
+/// bit for bit) and the UNet and text encoder from a trained pipeline.
+fn second_stages_go_on_from_trained_weights(dir: &Path, data: &str, model: &Path, run: &[&str]) {
+    let (vae2, model2) = (dir.join("vae2"), dir.join("model2"));
+    let (vae_in, vae2_s, model_s, model2_s) = (s(&model.join("vae")), s(&vae2), s(model), s(&model2));
+    let vae: Vec<&str> = ["--json", "--seed", "1", "train", "vae", "--data", data, "--out", &vae2_s, "--init", &vae_in, "--decoder-only", "--lr", "1e-3", "--ema", "0"].iter().copied().chain(run.iter().copied()).collect();
+    assert_eq!(json(&stipple(&vae))["steps"], 3);
+    let (before, after) = (tensors(&model.join("vae/diffusion_pytorch_model.safetensors")), tensors(&vae2.join("diffusion_pytorch_model.safetensors")));
+    assert_eq!(before.len(), after.len());
+    let (mut decoder, mut trained) = (0, 0);
+    for (name, t) in &before {
+        let kept = same(t, &after[name]);
+        if name.starts_with("decoder.") || name.starts_with("post_quant_conv.") {
+            decoder += 1;
+            trained += usize::from(!kept);
+        } else {
+            assert!(kept, "{name} changed: the encoder must stay frozen");
+        }
+    }
+    assert!(decoder > 10 && trained * 10 >= decoder * 9, "{trained} of {decoder} decoder tensors trained");
+    let image: Vec<&str> = ["--json", "train", "image", "--data", data, "--vae", &vae2_s, "--out", &model2_s, "--init", &model_s, "--lr", "1e-3", "--ema", "0"].iter().copied().chain(run.iter().copied()).collect();
+    assert_eq!(json(&stipple(&image))["steps"], 3);
+    let (first, second) = (tensors(&model.join("unet/diffusion_pytorch_model.safetensors")), tensors(&model2.join("unet/diffusion_pytorch_model.safetensors")));
+    // started from the trained weights: a few small steps move them a little
+    let (a, b) = (&first["conv_in.weight"], &second["conv_in.weight"]);
+    let moved = (a.to_dtype(candle_core::DType::F32).unwrap() - b.to_dtype(candle_core::DType::F32).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(moved > 0.0 && moved < 0.02, "conv_in moved by {moved}");
+    assert_eq!(std::fs::read(model.join("tokenizer/vocab.json")).unwrap(), std::fs::read(model2.join("tokenizer/vocab.json")).unwrap());
+    fails_with(&stipple(&["train", "image", "--data", data, "--vae", &s(&vae2), "--out", &s(&dir.join("m3")), "--init", &s(&dir.join("nothing"))]), "--init needs a pipeline");
+    fails_with(&stipple(&["train", "vae", "--data", data, "--out", &s(&dir.join("v3")), "--decoder-only"]), "--init");
 }
 
 /// `prepare-music` renders seeded, captioned spectrogram pictures with the parameters
@@ -180,9 +221,18 @@ fn music_set_is_captioned_seeded_and_carries_its_parameters() {
 #[test]
 fn eval_music_measures_generated_and_reference_clips() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("audio/tests/fixtures/riffusion-tiny");
-    let v = json(&stipple(&["--json", "train", "eval-music", "--model", &s(&model), "--soundfont", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "--instruments", "bass", "--tempos", "120,150", "--steps", "4", "--seconds", "1.6"]));
-    assert_eq!(v["generated"]["clips"].as_array().unwrap().len(), 2);
+    let v = json(&stipple(&["--json", "train", "eval-music", "--model", &s(&model), "--soundfont", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "--instruments", "bass", "--tempos", "120,150", "--steps", "4", "--seconds", "1.6", "--seeds", "2"]));
+    assert_eq!(v["generated"]["clips"].as_array().unwrap().len(), 4, "two seeds per cell");
     assert!(v["generated"]["centroid_by_instrument"][0][1].as_f64().unwrap() > 0.0);
-    assert_eq!(v["reference"]["tempo_within_6pct"].as_f64(), Some(1.0), "{}", v["reference"]);
+    assert_eq!(v["reference"]["heard"]["within_6pct_octave"].as_f64(), Some(1.0), "{}", v["reference"]);
+    // the tempo is also read from the spectrogram, where a model draws it
+    for clip in v["reference"]["clips"].as_array().unwrap() {
+        let (asked, drawn) = (clip["tempo"].as_f64().unwrap(), clip["drawn_tempo"].as_f64().unwrap());
+        assert!([asked, asked / 2.0].iter().any(|t| (drawn - t).abs() / t <= 0.06), "{clip}");
+    }
+    // the same renders made audible from their spectrograms, as generated clips are
+    let through = &v["reference_through_spectrogram"];
+    assert_eq!(through["clips"].as_array().unwrap().len(), 4);
+    assert!(through["heard"]["within_6pct_octave"].as_f64().unwrap() >= through["heard"]["within_6pct"].as_f64().unwrap());
     fails_with(&stipple(&["train", "eval-music", "--model", &s(&model), "--soundfont", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "--instruments", "kazoo"]), "kazoo");
 }

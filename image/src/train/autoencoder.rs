@@ -54,14 +54,31 @@ pub struct AutoencoderOptions {
     pub batch: usize,
     /// Weight of the KL term (per latent element, against the per-pixel squared error).
     pub kl_weight: f64,
+    /// Train only the decoder (the encoder frozen, so the latents, and a UNet trained
+    /// on them, stay valid): how Stable Diffusion's ft-MSE autoencoder was sharpened.
+    #[serde(default)]
+    pub decoder_only: bool,
 }
 
-/// One batch's objective: `mean |x - x'|^2 + kl_weight * mean KL(q(z|x) || N(0, 1))`.
-pub fn loss(vae: &AutoencoderKL, images: &Tensor, kl_weight: f64, rng: &mut PortableRng) -> Result<Tensor> {
-    let dist = vae.encode(images)?;
+/// Whether parameter `name` belongs to the decoder side (what `decoder_only` trains).
+pub fn is_decoder_param(name: &str) -> bool {
+    name.starts_with("decoder.") || name.starts_with("post_quant_conv.")
+}
+
+/// One batch's objective: `mean |x - x'|^2 + kl_weight * mean KL(q(z|x) || N(0, 1))`;
+/// with `decoder_only`, the reconstruction error of the frozen encoder's latents alone.
+pub fn loss(vae: &AutoencoderKL, images: &Tensor, opts: &AutoencoderOptions, rng: &mut PortableRng) -> Result<Tensor> {
+    let mut dist = vae.encode(images)?;
+    if opts.decoder_only {
+        (dist.mean, dist.std) = (dist.mean.detach(), dist.std.detach());
+    }
     let noise = rng.randn(dist.mean.shape().clone(), candle_core::DType::F32, images.device())?;
     let rec = vae.decode(&dist.sample(&noise)?)?;
     let mse = (rec - images)?.sqr()?.mean_all()?;
+    if opts.decoder_only {
+        return Ok(mse);
+    }
+    let kl_weight = opts.kl_weight;
     let var = dist.std.sqr()?;
     let kl = ((dist.mean.sqr()? + &var)? - 1.0)?.sub(&var.log()?)?.mean_all()?.affine(0.5, 0.0)?;
     Ok((mse + (kl * kl_weight)?)?)
@@ -85,7 +102,7 @@ pub fn train(
 ) -> Result<()> {
     let mut objective = |rng: &mut PortableRng| -> Result<Tensor> {
         let x = batch(images, opts.batch, rng)?;
-        loss(vae, &x, opts.kl_weight, rng)
+        loss(vae, &x, opts, rng)
     };
     train_loop(state, looped, &mut objective, on_step)
 }

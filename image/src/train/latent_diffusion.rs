@@ -5,6 +5,8 @@
 //! prompt) with a small probability so classifier-free guidance works, and regresses the
 //! noise (epsilon) or the velocity (v).
 
+use std::path::Path;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use stipple_core::noise::PortableRng;
@@ -88,6 +90,14 @@ impl TextToImage {
         let text_encoder = ClipTextModel::new(&tcfg, vb.pp("text_encoder"))?;
         super::init::fan_in_normal(&varmap, seed)?;
         Ok(Self { unet, text_encoder, varmap })
+    }
+
+    /// Replaces every parameter with a trained pipeline's (`dir`'s `unet/` and
+    /// `text_encoder/` weights), to go on training it: a second stage at a lower rate
+    /// sharpens what the first learned.
+    pub fn load_trained(&self, dir: &Path) -> Result<()> {
+        let (unet, text) = (dir.join("unet/diffusion_pytorch_model.safetensors"), dir.join("text_encoder/model.safetensors"));
+        super::init::load_trained(&self.varmap, &[("unet", &unet), ("text_encoder", &text)])
     }
 }
 

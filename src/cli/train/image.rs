@@ -71,6 +71,14 @@ pub struct VaeTrainArgs {
     /// Weight of the KL term.
     #[arg(long, default_value_t = 1e-4)]
     pub kl_weight: f64,
+    /// Start from this trained autoencoder (its weights and settings) instead of fresh
+    /// weights: a further stage, e.g. at a lower --lr.
+    #[arg(long, conflicts_with_all = ["size", "channels", "latent_channels", "groups"])]
+    pub init: Option<PathBuf>,
+    /// With --init: train the decoder only. The encoder stays as it was, so its latents,
+    /// and a UNet already trained on them, stay valid while the pictures sharpen.
+    #[arg(long, requires = "init")]
+    pub decoder_only: bool,
 }
 
 /// The prediction target on the command line.
@@ -123,6 +131,10 @@ pub struct ImageTrainArgs {
     /// What the UNet predicts.
     #[arg(long, value_enum, default_value = "epsilon")]
     pub prediction: PredictionArg,
+    /// Start from this trained pipeline (its UNet, text encoder, tokenizer and their
+    /// settings) instead of fresh weights: a further stage, e.g. at a lower --lr.
+    #[arg(long, conflicts_with_all = ["channels", "heads", "groups", "text_hidden", "text_layers", "max_tokens"])]
+    pub init: Option<PathBuf>,
 }
 
 /// `stipple train eval-image` arguments.
@@ -213,16 +225,30 @@ pub fn train_vae(g: &Global, a: &VaeTrainArgs) -> Result<()> {
             if a.channels.is_empty() || a.channels.iter().any(|c| c % a.groups != 0) || a.size % (1 << (a.channels.len() - 1)) != 0 {
                 bail!("--channels must be multiples of --groups ({}), and --size ({}) divisible by 2^(levels - 1)", a.groups, a.size);
             }
-            let opts = autoencoder::AutoencoderOptions { batch: a.batch, kl_weight: a.kl_weight };
-            (autoencoder::config(a.size, &a.channels, a.latent_channels, a.groups), opts, a.run.looped(1e-3, seed))
+            let opts = autoencoder::AutoencoderOptions { batch: a.batch, kl_weight: a.kl_weight, decoder_only: a.decoder_only };
+            let config = match &a.init {
+                Some(init) => {
+                    let path = init.join("config.json");
+                    serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("{}: --init needs an autoencoder trained by `stipple train vae`", path.display()))?)?
+                }
+                None => autoencoder::config(a.size, &a.channels, a.latent_channels, a.groups),
+            };
+            (config, opts, a.run.looped(1e-3, seed))
         }
     };
+    let init = session.record.as_ref().map_or_else(|| json!(a.init), |r| r.options["init"].clone());
     let size = config["sample_size"].as_u64().context("vae config without sample_size")? as u32;
     let data = ImageFolder::load(&a.data, size, &g.device)?;
     eprintln!("{} pictures of {size}x{size}", data.records.len());
     let (vae, varmap) = autoencoder::new(&config, &g.device, looped.seed)?;
-    let mut state = TrainState::new(params_of(&varmap)?, a.run.weight_decay, a.run.ema)?;
-    let options = json!({ "autoencoder": opts, "loop": LoopRecord::from(&looped) });
+    if let (None, Some(dir)) = (&session.record, &a.init) {
+        stipple_image::train::init::load_trained(&varmap, &[("", &dir.join("diffusion_pytorch_model.safetensors"))])?;
+    }
+    // a frozen encoder's weights are saved as they are; the trained ones as their EMA
+    let (trained, frozen): (Params, Params) = params_of(&varmap)?.into_iter().partition(|(name, _)| !opts.decoder_only || autoencoder::is_decoder_param(name));
+    let frozen: HashMap<String, Tensor> = frozen.into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+    let mut state = TrainState::new(trained, a.run.weight_decay, a.run.ema)?;
+    let options = json!({ "autoencoder": opts, "loop": LoopRecord::from(&looped), "init": init });
     let sched = Schedule { steps: looped.steps, per_step: opts.batch, unit: "images", every: a.run.checkpoint_every, max_minutes: a.run.max_minutes };
     let summary = session.run(
         g,
@@ -232,12 +258,16 @@ pub fn train_vae(g: &Global, a: &VaeTrainArgs) -> Result<()> {
         &sched,
         |st, on_step| Ok(autoencoder::train(&vae, &data.images, &opts, &looped, st, on_step)?),
         |st| {
-            let weights = weights_of(st, "");
-            // the scaling factor of the saved (averaged) weights, measured on the data
-            let cfg: VaeConfig = serde_json::from_value(config.clone())?;
-            let fixed = AutoencoderKL::new(&cfg, VarBuilder::from_tensors(weights.clone(), DType::F32, &g.device))?;
+            let mut weights = frozen.clone();
+            weights.extend(weights_of(st, ""));
+            // the scaling factor of the saved (averaged) weights, measured on the data; a
+            // frozen encoder keeps the scale its latents were trained with
             let mut out = config.clone();
-            out["scaling_factor"] = autoencoder::scaling_factor(&fixed, &data.images, 64)?.into();
+            if !opts.decoder_only {
+                let cfg: VaeConfig = serde_json::from_value(config.clone())?;
+                let fixed = AutoencoderKL::new(&cfg, VarBuilder::from_tensors(weights.clone(), DType::F32, &g.device))?;
+                out["scaling_factor"] = autoencoder::scaling_factor(&fixed, &data.images, 64)?.into();
+            }
             save_component(&a.out, &out, &weights, "diffusion_pytorch_model.safetensors")
         },
     )?;
@@ -302,7 +332,9 @@ pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
     let size = vae_cfg.sample_size.context("the autoencoder's config has no sample_size")? as u32;
     let data = ImageFolder::load(&a.data, size, &g.device)?;
     let tok_dir = a.out.join("tokenizer");
-    if session.record.is_none() {
+    if let (None, Some(init)) = (&session.record, &a.init) {
+        copy_tokenizer(&init.join("tokenizer"), &tok_dir)?;
+    } else if session.record.is_none() {
         let mut captions: Vec<String> = data.records.iter().map(|r| r.text.clone()).collect();
         captions.sort();
         captions.dedup();
@@ -312,6 +344,20 @@ pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
     let vocab: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(tok_dir.join("vocab.json"))?)?;
     let (config, opts, looped) = match &session.record {
         Some(r) => (r.config.clone(), serde_json::from_value(r.options["diffusion"].clone())?, serde_json::from_value::<LoopRecord>(r.options["loop"].clone())?.into()),
+        None if a.init.is_some() => {
+            let init = a.init.as_deref().unwrap_or(Path::new("."));
+            let read = |f: &str| -> Result<serde_json::Value> {
+                let path = init.join(f);
+                Ok(serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("{}: --init needs a pipeline trained by `stipple train image`", path.display()))?)?)
+            };
+            let (unet, text) = (read("unet/config.json")?, read("text_encoder/config.json")?);
+            if unet["in_channels"].as_u64() != Some(vae_cfg.latent_channels as u64) {
+                bail!("{}: its UNet takes {} latent channels, the autoencoder {} makes {}", init.display(), unet["in_channels"], a.vae.display(), vae_cfg.latent_channels);
+            }
+            let prediction = if read("scheduler/scheduler_config.json")?["prediction_type"] == "v_prediction" { PredictionType::VPrediction } else { PredictionType::Epsilon };
+            let opts = latent_diffusion::DiffusionOptions { batch: a.batch, caption_dropout: a.caption_dropout, prediction };
+            (json!({ "unet": unet, "text_encoder": text }), opts, a.run.looped(1e-3, seed))
+        }
         None => {
             let latent = size as usize / vae_cfg.spatial_factor();
             let unet = latent_diffusion::unet_config(latent, vae_cfg.latent_channels, &a.channels, a.text_hidden, a.heads, a.groups);
@@ -338,9 +384,13 @@ pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
     let sched_json = scheduler_config(opts.prediction);
     let alphas = SchedulerConfig::from_json(&sched_json.to_string())?.noise_schedule(&ClassDefaults::common(TimestepSpacing::Leading))?.alphas_cumprod;
     let model = latent_diffusion::TextToImage::new(&config["unet"], &config["text_encoder"], &g.device, looped.seed)?;
+    if let (None, Some(init)) = (&session.record, &a.init) {
+        model.load_trained(init)?;
+    }
     let mut state = TrainState::new(params_of(&model.varmap)?, a.run.weight_decay, a.run.ema)?;
     eprintln!("{n} pictures, {}x{} latents; {} parameters", latents.mean.dim(2)?, latents.mean.dim(3)?, state.params.values().map(|v| v.elem_count()).sum::<usize>());
-    let options = json!({ "diffusion": opts, "loop": LoopRecord::from(&looped) });
+    let init = session.record.as_ref().map_or_else(|| json!(a.init), |r| r.options["init"].clone());
+    let options = json!({ "diffusion": opts, "loop": LoopRecord::from(&looped), "init": init });
     let sched = Schedule { steps: looped.steps, per_step: opts.batch, unit: "images", every: a.run.checkpoint_every, max_minutes: a.run.max_minutes };
     let summary = session.run(
         g,
@@ -356,6 +406,18 @@ pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
         },
     )?;
     report(g, &summary, &a.out)
+}
+
+/// Copies a trained pipeline's tokenizer folder (the vocabulary its text encoder knows).
+fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("{}: --init needs a pipeline trained by `stipple train image`", from.display()))? {
+        let src = entry?.path();
+        if let Some(name) = src.file_name().filter(|_| src.is_file()) {
+            stipple_core::output::write_file(&to.join(name), true, |tmp| Ok::<_, anyhow::Error>(std::fs::copy(&src, tmp).map(|_| ())?))?;
+        }
+    }
+    Ok(())
 }
 
 /// model_index.json, the scheduler config, the autoencoder (copied when it lives

@@ -76,6 +76,12 @@ pub struct EvalMusicArgs {
     /// Guidance scale.
     #[arg(long, default_value_t = 5.0)]
     pub guidance: f64,
+    /// Clips per (instrument, tempo) cell, each from its own seed.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// Also write every measured clip into this folder as a WAV, to listen to.
+    #[arg(long)]
+    pub save_clips: Option<PathBuf>,
 }
 
 pub fn eval_music(g: &Global, a: &EvalMusicArgs) -> Result<()> {
@@ -85,22 +91,25 @@ pub fn eval_music(g: &Global, a: &EvalMusicArgs) -> Result<()> {
         bail!("unknown instrument {bad:?}: the training captions use {}", known.join(", "));
     }
     let model = stipple_audio::Riffusion::load(&a.model, &g.device, g.dtype)?;
-    let opts = MusicEvalOptions { instruments: a.instruments.clone(), tempos: a.tempos.clone(), seconds: a.seconds, steps: a.steps, guidance: a.guidance, seed: g.seed.unwrap_or(0) };
+    let opts = MusicEvalOptions { instruments: a.instruments.clone(), tempos: a.tempos.clone(), seconds: a.seconds, steps: a.steps, guidance: a.guidance, seeds: a.seeds, seed: g.seed.unwrap_or(0), save_clips: a.save_clips.clone() };
     let generated = prompt_following(&model, &opts)?;
-    let refs = match &a.soundfont {
+    let (refs, through) = match &a.soundfont {
         Some(sf2) => {
-            let rate = stipple_audio::SpectrogramParams::from_file(&a.model.join("spectrogram_params.json")).map(|p| p.sample_rate).unwrap_or(16000);
-            Some(reference(&GmRenderer::new(sf2, rate)?, &opts, rate)?)
+            let renderer = GmRenderer::new(sf2, model.codec().params().sample_rate)?;
+            (Some(reference(&renderer, model.codec(), false, &opts)?), Some(reference(&renderer, model.codec(), true, &opts)?))
         }
-        None => None,
+        None => (None, None),
     };
     if g.json {
-        println!("{}", json!({ "generated": generated, "reference": refs }));
+        println!("{}", json!({ "generated": generated, "reference": refs, "reference_through_spectrogram": through }));
         return Ok(());
     }
-    for (name, r) in [("generated", Some(&generated)), ("reference renders", refs.as_ref())] {
+    let score = |s: &stipple_audio::eval::TempoScore| format!("{:.0}% within 6% ({:.0}% allowing half or double), rank correlation {:.2}", 100.0 * s.within_6pct, 100.0 * s.within_6pct_octave, s.rank_correlation);
+    for (name, r) in [("generated", Some(&generated)), ("reference renders", refs.as_ref()), ("reference renders made audible from their spectrograms", through.as_ref())] {
         let Some(r) = r else { continue };
-        println!("{name}: tempo within 6% for {:.0}% of {} clips, rank correlation {:.2}", 100.0 * r.tempo_within_6pct, r.clips.len(), r.tempo_rank_correlation);
+        println!("{name} ({} clips):", r.clips.len());
+        println!("  tempo drawn in the spectrogram: {}", score(&r.drawn));
+        println!("  tempo heard in the audio:       {}", score(&r.heard));
         let c: Vec<String> = r.centroid_by_instrument.iter().map(|(i, hz)| format!("{i} {hz:.0} Hz")).collect();
         println!("  brightness (spectral centroid): {}", c.join(", "));
     }
