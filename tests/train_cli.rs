@@ -178,6 +178,20 @@ fn second_stages_go_on_from_trained_weights(dir: &Path, data: &str, model: &Path
         }
     }
     assert!(decoder > 10 && trained * 10 >= decoder * 9, "{trained} of {decoder} decoder tensors trained");
+    // stopped after its first step and resumed (without --init: the run recorded it), it
+    // ends with the same weights, the frozen encoder included
+    let again = dir.join("vae2-again");
+    let mut stopped = vae.clone();
+    let again_s = s(&again);
+    let out_at = stopped.iter().position(|a| *a == vae2_s.as_str()).unwrap();
+    stopped[out_at] = &again_s;
+    stopped.extend(["--max-minutes", "0"]);
+    assert_eq!(json(&stipple(&stopped))["steps"], 1);
+    assert_eq!(json(&stipple(&["--json", "train", "vae", "--data", data, "--out", &again_s, "--resume"]))["steps"], 3);
+    let resumed = tensors(&again.join("diffusion_pytorch_model.safetensors"));
+    for (name, t) in &after {
+        assert!(same(t, &resumed[name]), "{name} differs after resuming");
+    }
     let image: Vec<&str> = ["--json", "train", "image", "--data", data, "--vae", &vae2_s, "--out", &model2_s, "--init", &model_s, "--lr", "1e-3", "--ema", "0"].iter().copied().chain(run.iter().copied()).collect();
     assert_eq!(json(&stipple(&image))["steps"], 3);
     let (first, second) = (tensors(&model.join("unet/diffusion_pytorch_model.safetensors")), tensors(&model2.join("unet/diffusion_pytorch_model.safetensors")));

@@ -236,19 +236,21 @@ pub fn train_vae(g: &Global, a: &VaeTrainArgs) -> Result<()> {
             (config, opts, a.run.looped(1e-3, seed))
         }
     };
-    let init = session.record.as_ref().map_or_else(|| json!(a.init), |r| r.options["init"].clone());
+    let init = init_dir(&session, &a.init);
     let size = config["sample_size"].as_u64().context("vae config without sample_size")? as u32;
     let data = ImageFolder::load(&a.data, size, &g.device)?;
     eprintln!("{} pictures of {size}x{size}", data.records.len());
     let (vae, varmap) = autoencoder::new(&config, &g.device, looped.seed)?;
-    if let (None, Some(dir)) = (&session.record, &a.init) {
+    // also when resuming: a frozen encoder is not in the checkpoint
+    if let Some(dir) = &init {
         stipple_image::train::init::load_trained(&varmap, &[("", &dir.join("diffusion_pytorch_model.safetensors"))])?;
     }
     // a frozen encoder's weights are saved as they are; the trained ones as their EMA
     let (trained, frozen): (Params, Params) = params_of(&varmap)?.into_iter().partition(|(name, _)| !opts.decoder_only || autoencoder::is_decoder_param(name));
     let frozen: HashMap<String, Tensor> = frozen.into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
-    let mut state = TrainState::new(trained, a.run.weight_decay, a.run.ema)?;
-    let options = json!({ "autoencoder": opts, "loop": LoopRecord::from(&looped), "init": init });
+    let (weight_decay, ema) = optimiser(&session, &a.run);
+    let mut state = TrainState::new(trained, weight_decay, ema)?;
+    let options = json!({ "autoencoder": opts, "loop": LoopRecord::from(&looped), "init": init, "optimiser": { "weight_decay": weight_decay, "ema": ema } });
     let sched = Schedule { steps: looped.steps, per_step: opts.batch, unit: "images", every: a.run.checkpoint_every, max_minutes: a.run.max_minutes };
     let summary = session.run(
         g,
@@ -387,10 +389,11 @@ pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
     if let (None, Some(init)) = (&session.record, &a.init) {
         model.load_trained(init)?;
     }
-    let mut state = TrainState::new(params_of(&model.varmap)?, a.run.weight_decay, a.run.ema)?;
+    let init = init_dir(&session, &a.init);
+    let (weight_decay, ema) = optimiser(&session, &a.run);
+    let mut state = TrainState::new(params_of(&model.varmap)?, weight_decay, ema)?;
     eprintln!("{n} pictures, {}x{} latents; {} parameters", latents.mean.dim(2)?, latents.mean.dim(3)?, state.params.values().map(|v| v.elem_count()).sum::<usize>());
-    let init = session.record.as_ref().map_or_else(|| json!(a.init), |r| r.options["init"].clone());
-    let options = json!({ "diffusion": opts, "loop": LoopRecord::from(&looped), "init": init });
+    let options = json!({ "diffusion": opts, "loop": LoopRecord::from(&looped), "init": init, "optimiser": { "weight_decay": weight_decay, "ema": ema } });
     let sched = Schedule { steps: looped.steps, per_step: opts.batch, unit: "images", every: a.run.checkpoint_every, max_minutes: a.run.max_minutes };
     let summary = session.run(
         g,
@@ -406,6 +409,22 @@ pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
         },
     )?;
     report(g, &summary, &a.out)
+}
+
+/// AdamW's weight decay and the EMA's decay: a resumed run's own (runs saved before
+/// they were recorded: the command line's), else the command line's.
+fn optimiser(session: &Session, run: &RunArgs) -> (f64, f64) {
+    let saved = session.record.as_ref().map(|r| &r.options["optimiser"]);
+    let get = |key: &str, given: f64| saved.and_then(|o| o[key].as_f64()).unwrap_or(given);
+    (get("weight_decay", run.weight_decay), get("ema", run.ema))
+}
+
+/// The trained model a run started from: `--init`, or a resumed run's own.
+fn init_dir(session: &Session, init: &Option<PathBuf>) -> Option<PathBuf> {
+    match &session.record {
+        Some(r) => r.options["init"].as_str().map(PathBuf::from),
+        None => init.clone(),
+    }
 }
 
 /// Copies a trained pipeline's tokenizer folder (the vocabulary its text encoder knows).
