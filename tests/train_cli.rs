@@ -227,6 +227,25 @@ fn music_set_is_captioned_seeded_and_carries_its_parameters() {
     let params: Value = serde_json::from_str(&std::fs::read_to_string(a.join("spectrogram_params.json")).unwrap()).unwrap();
     assert_eq!((params["sample_rate"].as_u64(), params["num_frequencies"].as_u64()), (Some(16000), Some(64)));
     fails_with(&stipple(&["train", "prepare-music", "--soundfont", "/nonexistent.sf2", "--out", &s(&dir.join("c"))]), "/nonexistent.sf2");
+    // with Sonic Pi drum samples: the same phrases and captions, some grooves on the kit
+    let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("audio/tests/fixtures/drum-samples");
+    let sampled = dir.join("sampled");
+    let v = json(&stipple(&["--json", "--seed", "4", "train", "prepare-music", "--soundfont", sf2, "--out", &s(&sampled), "--clips", "8", "--samples", &s(&kit)]));
+    assert_eq!(v["drum_samples"], serde_json::json!({ "kicks": 1, "snares": 1, "hats": 1 }));
+    let plain = dir.join("plain");
+    json(&stipple(&["--json", "--seed", "4", "train", "prepare-music", "--soundfont", sf2, "--out", &s(&plain), "--clips", "8"]));
+    let captions = std::fs::read_to_string(sampled.join("metadata.jsonl")).unwrap();
+    assert_eq!(captions, std::fs::read_to_string(plain.join("metadata.jsonl")).unwrap());
+    let (mut with_drums, mut changed) = (0, 0);
+    for (i, line) in captions.lines().enumerate() {
+        let picture = |d: &Path| std::fs::read(d.join(format!("images/{i:05}.png"))).unwrap();
+        let differs = picture(&sampled) != picture(&plain);
+        assert!(line.contains("with drums") || !differs, "clip {i} has no drums but changed: {line}");
+        with_drums += usize::from(line.contains("with drums"));
+        changed += usize::from(differs);
+    }
+    assert!(changed >= 1 && changed < with_drums, "{changed} of {with_drums} drum clips on the sampled kit");
+    fails_with(&stipple(&["train", "prepare-music", "--soundfont", sf2, "--out", &s(&dir.join("d")), "--samples", &s(&dir)]), "supersonic-scsynth-samples");
     std::fs::remove_dir_all(&dir).ok();
 }
 

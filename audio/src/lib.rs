@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod codec;
+pub mod drum_kits;
 pub mod error;
 pub mod eval;
 pub mod griffin_lim;

@@ -9,7 +9,11 @@ use std::sync::Arc;
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
 use stipple_core::noise::PortableRng;
 
+use crate::drum_kits::{DrumKit, DrumSamples};
 use crate::error::{AudioError, Result, file_err};
+
+/// Mixed into the seed of the sampled-kit draws, to keep them apart from the phrases'.
+const KIT_STREAM: u64 = 0x6b69_7473;
 
 /// Instruments by caption word and General MIDI program.
 pub const INSTRUMENTS: &[(&str, u8)] = &[
@@ -185,6 +189,12 @@ impl GmRenderer {
 
     /// `seconds` of `p`, mono, peak-normalised to 0.9.
     pub fn render(&self, p: &Phrase, seconds: f64, rng: &mut PortableRng) -> Result<Vec<f32>> {
+        self.render_with_kit(p, seconds, rng, None)
+    }
+
+    /// [`GmRenderer::render`], the groove's kick, snare and hi-hat played on `kit`'s
+    /// samples (when given) instead of the soundfont's drums.
+    pub fn render_with_kit(&self, p: &Phrase, seconds: f64, rng: &mut PortableRng, kit: Option<DrumKit<'_>>) -> Result<Vec<f32>> {
         let Some(&(_, program)) = INSTRUMENTS.get(p.instrument) else {
             return Err(AudioError::Invalid(format!("instrument {} is not one of the {} known", p.instrument, INSTRUMENTS.len())));
         };
@@ -194,7 +204,14 @@ impl GmRenderer {
         let samples = (seconds * self.rate as f64) as usize;
         let (mut left, mut right) = (vec![0f32; samples], vec![0f32; samples]);
         let mut pos = 0;
+        let mut hits = Vec::new();
         for e in events(p, samples, self.rate, rng) {
+            if let Some(drum) = kit.and_then(|k| if e.channel == 9 { k.drum(e.key) } else { None }) {
+                if e.on {
+                    hits.push((e.at, drum, e.velocity));
+                }
+                continue;
+            }
             if e.at > pos {
                 synth.render(&mut left[pos..e.at], &mut right[pos..e.at]);
                 pos = e.at;
@@ -205,6 +222,14 @@ impl GmRenderer {
             synth.render(&mut left[pos..], &mut right[pos..]);
         }
         let mut mono: Vec<f32> = left.iter().zip(&right).map(|(l, r)| 0.5 * (l + r)).collect();
+        // sampled drums sit a little under the instrument's peak, as the soundfont's do
+        let level = 0.6 * mono.iter().fold(0f32, |m, v| m.max(v.abs())).max(0.05);
+        for (at, drum, velocity) in hits {
+            let gain = level * velocity as f32 / 127.0;
+            for (out, s) in mono[at..].iter_mut().zip(&drum.samples) {
+                *out += gain * s;
+            }
+        }
         let peak = mono.iter().fold(0f32, |m, v| m.max(v.abs()));
         if peak > 0.0 {
             mono.iter_mut().for_each(|v| *v *= 0.9 / peak);
@@ -231,8 +256,9 @@ pub fn mini_params() -> crate::SpectrogramParams {
 
 /// Renders `clips` random phrases (seeded) as `width`-frame spectrogram PNGs into
 /// `out/images/`, with `out/spectrogram_params.json`; returns the caption records for
-/// `metadata.jsonl`.
-pub fn prepare(renderer: &GmRenderer, params: &crate::SpectrogramParams, out: &std::path::Path, clips: usize, width: usize, seed: u64) -> Result<Vec<stipple_image::train::dataset::Record>> {
+/// `metadata.jsonl`. With `drums`, half the grooves (drawn from a stream of their own,
+/// so the phrases stay those of the same seed without) play on a random sampled kit.
+pub fn prepare(renderer: &GmRenderer, params: &crate::SpectrogramParams, out: &std::path::Path, clips: usize, width: usize, seed: u64, drums: Option<&DrumSamples>) -> Result<Vec<stipple_image::train::dataset::Record>> {
     let codec = crate::SpectrogramCodec::new(params.clone())?;
     if renderer.rate != params.sample_rate {
         return Err(AudioError::Params(format!("the renderer runs at {} Hz, the parameters at {}", renderer.rate, params.sample_rate)));
@@ -245,7 +271,9 @@ pub fn prepare(renderer: &GmRenderer, params: &crate::SpectrogramParams, out: &s
     for i in 0..clips {
         let mut rng = PortableRng::stream(seed, i as u64);
         let phrase = Phrase::random(&mut rng);
-        let audio = renderer.render(&phrase, seconds, &mut rng)?;
+        let mut kit_rng = PortableRng::stream(seed ^ KIT_STREAM, i as u64);
+        let kit = drums.filter(|_| phrase.drums && kit_rng.next_uniform() < 0.5).map(|d| d.pick(&mut kit_rng));
+        let audio = renderer.render_with_kit(&phrase, seconds, &mut rng, kit)?;
         let (img, max) = codec.image_from_audio(&audio)?;
         let img = image::imageops::crop_imm(&img, 0, 0, width as u32, img.height()).to_image();
         let file = format!("images/{i:05}.png");

@@ -45,7 +45,9 @@ pub fn read_mono(path: &Path, rate: u32) -> Result<Mono> {
     Ok(Mono { samples, sample_rate: rate })
 }
 
-/// `samples` at `from` Hz resampled to `to` Hz (same duration, delay compensated).
+/// `samples` at `from` Hz resampled to `to` Hz (same duration, same timing: rubato's
+/// sinc resampler starts its window half a filter early, so its output needs no shift;
+/// `resample_keeps_time` checks it).
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     use rubato::{Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction};
     if from == 0 || to == 0 {
@@ -61,19 +63,21 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     let chunk = 4096;
     let ratio = to as f64 / from as f64;
     let mut rs = SincFixedIn::<f32>::new(ratio, 1.0, params, chunk, 1).map_err(|e| AudioError::Invalid(format!("resampler: {e}")))?;
-    let delay = rs.output_delay();
     let want = (samples.len() as f64 * ratio).round() as usize;
-    let mut out = Vec::with_capacity(want + delay + chunk);
+    let mut out = Vec::with_capacity(want + chunk);
     let mut pos = 0;
-    while out.len() < want + delay {
+    while out.len() < want {
         let mut block = vec![0f32; chunk];
-        let n = chunk.min(samples.len().saturating_sub(pos));
-        block[..n].copy_from_slice(&samples[pos..pos + n]);
+        // past the end (the filter's tail) the blocks are silence
+        let rest = samples.get(pos..).unwrap_or(&[]);
+        let n = chunk.min(rest.len());
+        block[..n].copy_from_slice(&rest[..n]);
         pos += chunk;
         let res = rs.process(&[block], None).map_err(|e| AudioError::Invalid(format!("resampler: {e}")))?;
         out.extend_from_slice(&res[0]);
     }
-    Ok(out[delay..delay + want].to_vec())
+    out.truncate(want);
+    Ok(out)
 }
 
 /// Writes mono `samples` (clipped to [-1, 1]) to `path`.
@@ -125,5 +129,28 @@ mod tests {
         std::fs::write(dir.join("bad.wav"), b"RIFF????WAVEjunk").unwrap();
         assert!(read_mono(&dir.join("bad.wav"), 44100).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A clip shorter than the resampler's delay (a drum one-shot) is flushed with
+    /// silence, not read past its end.
+    #[test]
+    fn resample_a_clip_shorter_than_the_filter_delay() {
+        let click: Vec<f32> = (0..300).map(|i| if i < 10 { 1.0 } else { 0.0 }).collect();
+        let down = resample(&click, 44100, 16000).unwrap();
+        assert_eq!(down.len(), (300.0f64 * 16000.0 / 44100.0).round() as usize);
+        assert!(down.iter().take(8).any(|v| v.abs() > 0.1), "{down:?}");
+    }
+
+    #[test]
+    fn resample_keeps_time() {
+        let mut x = vec![0f32; 20000];
+        x[5000] = 1.0;
+        for (from, to) in [(44100u32, 16000u32), (16000, 44100), (48000, 16000)] {
+            let y = resample(&x, from, to).unwrap();
+            let peak = y.iter().enumerate().fold((0, 0f32), |b, (i, v)| if v.abs() > b.1 { (i, v.abs()) } else { b }).0;
+            let want = 5000.0 * to as f64 / from as f64;
+            // within one input sample
+            assert!((peak as f64 - want).abs() <= (to as f64 / from as f64).max(1.5), "{from}->{to}: peak at {peak}, want {want}");
+        }
     }
 }

@@ -31,6 +31,11 @@ pub struct PrepareMusicArgs {
     /// Spectrogram frames per clip (the picture's width; its height is the mel bins).
     #[arg(long, default_value_t = 64)]
     pub width: usize,
+    /// A folder of Sonic Pi drum samples (package/samples of npm supersonic-scsynth-samples,
+    /// CC0): half the drum grooves then play on a random kit of its kicks (bd_*), snares
+    /// (sn_*) and hi-hats (hat_*) instead of the soundfont's.
+    #[arg(long)]
+    pub samples: Option<PathBuf>,
 }
 
 pub fn prepare_music(g: &Global, a: &PrepareMusicArgs) -> Result<()> {
@@ -42,10 +47,15 @@ pub fn prepare_music(g: &Global, a: &PrepareMusicArgs) -> Result<()> {
         bail!("--clips and --width must be positive");
     }
     let renderer = GmRenderer::new(&a.soundfont, params.sample_rate)?;
-    let records = music_set::prepare(&renderer, &params, &a.out, a.clips, a.width, g.seed.unwrap_or(0))?;
+    let drums = match &a.samples {
+        Some(dir) => Some(stipple_audio::drum_kits::DrumSamples::load(dir, params.sample_rate)?),
+        None => None,
+    };
+    let records = music_set::prepare(&renderer, &params, &a.out, a.clips, a.width, g.seed.unwrap_or(0), drums.as_ref())?;
     dataset::write_metadata(&a.out, &records)?;
     if g.json {
-        println!("{}", json!({ "clips": records.len(), "width": a.width, "mel_bins": params.num_frequencies }));
+        let kits = drums.as_ref().map(|d| json!({ "kicks": d.kicks.len(), "snares": d.snares.len(), "hats": d.hats.len() }));
+        println!("{}", json!({ "clips": records.len(), "width": a.width, "mel_bins": params.num_frequencies, "drum_samples": kits }));
     } else {
         println!("{} captioned spectrograms ({} mel bins x {} frames) in {}", records.len(), params.num_frequencies, a.width, a.out.display());
     }
