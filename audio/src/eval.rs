@@ -194,10 +194,10 @@ pub fn prompt_following(model: &Riffusion, opts: &MusicEvalOptions) -> Result<Mu
 }
 
 /// The same measurements on reference renders of the same captions (one phrase per
-/// seed, rendered at `codec`'s rate and drawn as its spectrograms); with `through`, on
-/// those renders made audible from their spectrograms, as a model's clips are.
-pub fn reference(renderer: &GmRenderer, codec: &SpectrogramCodec, through: bool, opts: &MusicEvalOptions) -> Result<MusicEvalReport> {
-    let mut clips = Vec::new();
+/// seed, rendered at `codec`'s rate and drawn as its spectrograms), and on those renders
+/// made audible from their spectrograms, as a model's clips are: (direct, through).
+pub fn reference(renderer: &GmRenderer, codec: &SpectrogramCodec, opts: &MusicEvalOptions) -> Result<(MusicEvalReport, MusicEvalReport)> {
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
     for (i, inst) in opts.instruments.iter().enumerate() {
         let Some(instrument) = INSTRUMENTS.iter().position(|(n, _)| n == inst) else {
             return Err(crate::AudioError::Invalid(format!("unknown instrument {inst:?}")));
@@ -206,17 +206,15 @@ pub fn reference(renderer: &GmRenderer, codec: &SpectrogramCodec, through: bool,
             for k in 0..opts.seeds.max(1) {
                 let seed = clip_seed(opts, i, j, k);
                 let p = Phrase { instrument, tempo: bpm, key: 0, minor: false, pattern: Pattern::Chords, drums: true };
-                let mut audio = renderer.render(&p, opts.seconds, &mut PortableRng::new(seed))?;
+                let audio = renderer.render(&p, opts.seconds, &mut PortableRng::new(seed))?;
                 let (image, max_value) = codec.image_from_audio(&audio)?;
-                if through {
-                    audio = codec.audio_from_image(&image, max_value as f64, PhaseInit::Random(seed))?;
-                }
-                let kind = if through { "through-spectrogram" } else { "reference" };
-                clips.push(measure(opts, codec, kind, seed, p.caption(), bpm, &audio, &image)?);
+                direct.push(measure(opts, codec, "reference", seed, p.caption(), bpm, &audio, &image)?);
+                let heard = codec.audio_from_image(&image, max_value as f64, PhaseInit::Random(seed))?;
+                through.push(measure(opts, codec, "through-spectrogram", seed, p.caption(), bpm, &heard, &image)?);
             }
         }
     }
-    Ok(summarise(clips, &opts.instruments))
+    Ok((summarise(direct, &opts.instruments), summarise(through, &opts.instruments)))
 }
 
 #[cfg(test)]

@@ -106,7 +106,8 @@ pub fn eval_music(g: &Global, a: &EvalMusicArgs) -> Result<()> {
     let (refs, through) = match &a.soundfont {
         Some(sf2) => {
             let renderer = GmRenderer::new(sf2, model.codec().params().sample_rate)?;
-            (Some(reference(&renderer, model.codec(), false, &opts)?), Some(reference(&renderer, model.codec(), true, &opts)?))
+            let (direct, through) = reference(&renderer, model.codec(), &opts)?;
+            (Some(direct), Some(through))
         }
         None => (None, None),
     };
