@@ -4,7 +4,9 @@
 //! [`core`] (the shared denoising-scheduler core), [`kernels`] (fused hot ops),
 //! [`text`], [`image`], [`audio`] (modality backends) and, with the `studio` feature,
 //! `gui` (the desktop studio).
-//! The `stipple` binary is the command-line front end (see `stipple --help`).
+//! The `stipple` binary is the command-line front end (see `stipple --help`); it is not
+//! part of this library, so depending on `stipple` compiles no argument parser.
+#![warn(missing_docs)]
 
 pub use stipple_audio as audio;
 pub use stipple_core as core;
@@ -14,5 +16,4 @@ pub use stipple_image as image;
 pub use stipple_kernels as kernels;
 pub use stipple_text as text;
 
-pub mod cli;
 pub mod defaults;

@@ -5,7 +5,9 @@
 #      ROUNDS rounds, each a torchaudio run of 3 then a stipple run of 3, medians per round;
 #   2. the real-time factor of the whole text-to-music path (prompt -> spectrogram windows ->
 #      audio) with the tiny test model at STEPS steps.
-#   PYTHON=/tmp/peers/bin/python tools/bench_audio.sh [ROUNDS] [STEPS]
+#   PYTHON=.venv-ref/bin/python tools/bench_audio.sh [ROUNDS] [STEPS]
+# PYTHON: a Python with the packages tools/bench_audio_reference.py needs, e.g.
+#   python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.11.0 torchaudio==2.11.0 numpy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}

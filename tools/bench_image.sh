@@ -7,7 +7,9 @@
 #      so both see the same machine load; medians per round and overall;
 #   2. a whole 512x512 txt2img generation (STEPS steps of the model's PNDM, CFG 7.5) by
 #      each, under /usr/bin/time for the wall time and peak RSS.
-#   PYTHON=/tmp/peers/bin/python tools/bench_image.sh [ROUNDS] [STEPS]
+#   PYTHON=.venv-ref/bin/python tools/bench_image.sh [ROUNDS] [STEPS]
+# PYTHON: a Python with the packages tools/bench_image_reference.py needs, e.g.
+#   python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.11.0 diffusers==0.42.1 transformers==5.17.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}

@@ -3,7 +3,15 @@
 # (tools/bench_text_reference.py) then `stipple bench text` on the same 134M-parameter
 # checkpoint and prompt, reporting medians, the speed ratio, the forward-pass ratio and
 # the token agreement. Then the cached / threshold variants of stipple.
-#   PYTHONPATH=/tmp/tf446 PYTHON=/tmp/peers/bin/python tools/bench_text.sh [RUNS]
+#   PYTHON=.venv-text/bin/python tools/bench_text.sh [RUNS]
+# PYTHON: a Python with the environment of tools/make_text_fixtures.py (transformers 4.46.x):
+#   python3 -m venv .venv-text && .venv-text/bin/pip install torch==2.11.0 transformers==4.46.3 einops safetensors
+# The reference code is read from local clones of the public repositories at pinned commits
+# (no default location; see tools/bench_text_reference.py and tools/reference_code.py):
+#   REF=$PWD/../stipple-ref   # any folder outside this checkout
+#   git clone https://github.com/ML-GSAI/LLaDA $REF/LLaDA && git -C $REF/LLaDA checkout b7e6c3565f194352da44b38dd12b6970597309f3
+#   git clone https://github.com/NVlabs/Fast-dLLM $REF/Fast-dLLM && git -C $REF/Fast-dLLM checkout 24cc59e75f20a6384bae8c905965bb090b96388e
+#   export STIPPLE_LLADA_MIRROR=$REF/LLaDA STIPPLE_FASTDLLM_MIRROR=$REF/Fast-dLLM
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}

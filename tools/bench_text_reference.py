@@ -5,14 +5,24 @@ Writes a 134M-parameter LLaDA-shaped checkpoint (d_model 768, 12 layers, 12 head
 SwiGLU 2048, vocab 32000, random weights, float32) in the hub layout to OUT (default
 target/bench/llada-134m), with a word-level tokenizer.json so any tool can load it,
 then times the official ML-GSAI/LLaDA `generate.py` (with the LLaDA modeling code
-vendored in NVlabs/Fast-dLLM, read from the git mirrors as in make_text_fixtures.py):
+vendored in NVlabs/Fast-dLLM, read at the pinned commits from the local clones named by
+STIPPLE_LLADA_MIRROR and STIPPLE_FASTDLLM_MIRROR, as in make_text_fixtures.py):
 128 tokens after a 32-token prompt, 128 steps, block 32, greedy, low-confidence.
 Also times one forward pass over the 160-token canvas.
 
 Prints one JSON object: tokens_per_s (median of --runs), forward_ms (median), the
 generated ids, and the prompt ids (so stipple can run the same decode and compare).
 
-  PYTHONPATH=/tmp/tf446 /tmp/peers/bin/python tools/bench_text_reference.py [--out DIR] [--runs N] [--threads N]
+There is no default location for the reference code: make the clones once (REF: any
+folder outside this checkout) and point the variables at them:
+  REF=$PWD/../stipple-ref
+  git clone https://github.com/ML-GSAI/LLaDA $REF/LLaDA && git -C $REF/LLaDA checkout b7e6c3565f194352da44b38dd12b6970597309f3
+  git clone https://github.com/NVlabs/Fast-dLLM $REF/Fast-dLLM && git -C $REF/Fast-dLLM checkout 24cc59e75f20a6384bae8c905965bb090b96388e
+  export STIPPLE_LLADA_MIRROR=$REF/LLaDA STIPPLE_FASTDLLM_MIRROR=$REF/Fast-dLLM
+Needs the Python environment of make_text_fixtures.py (transformers 4.46.x):
+  python3 -m venv .venv-text && .venv-text/bin/pip install torch==2.11.0 transformers==4.46.3 einops safetensors
+  PYTHON=.venv-text/bin/python
+  $PYTHON tools/bench_text_reference.py [--out DIR] [--runs N] [--threads N]
 """
 
 import argparse

@@ -7,10 +7,17 @@ format, model.safetensors, tokenizer.json: a WordPiece vocabulary trained here,
 tokenizer_config.json) and expected.json:
   * first_logits: transformers' *ForMaskedLM logits for one canvas (to 1e-4);
   * cases: greedy decodes by the official ML-GSAI/LLaDA generate.py run unchanged on the
-    BERT model (any masked LM works with it), read from the git mirror
-    (STIPPLE_LLADA_MIRROR, default /work/.mirror/ML-GSAI+LLaDA/repo).
-Needs torch and transformers >= 4.48 (ModernBERT):
-  /tmp/peers/bin/python tools/make_bert_fixtures.py [out_dir]
+    BERT model (any masked LM works with it), read at the commit pinned in
+    tools/reference_code.py from a local clone named by STIPPLE_LLADA_MIRROR. There is no
+    default location: make the clone once (REF: any folder outside this checkout):
+      REF=$PWD/../stipple-ref
+      git clone https://github.com/ML-GSAI/LLaDA $REF/LLaDA && git -C $REF/LLaDA checkout b7e6c3565f194352da44b38dd12b6970597309f3
+      export STIPPLE_LLADA_MIRROR=$REF/LLaDA
+Needs torch and transformers >= 4.48 (ModernBERT), e.g. the environment of the image
+fixtures (transformers==5.17.0):
+  python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.11.0 transformers==5.17.0 tokenizers safetensors
+  PYTHON=.venv-ref/bin/python
+  $PYTHON tools/make_bert_fixtures.py [out_dir]
 """
 
 import json
@@ -21,8 +28,8 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from make_text_fixtures import CORPUS, LLADA_MIRROR  # noqa: E402
-from reference_code import git_show, import_file  # noqa: E402
+from make_text_fixtures import CORPUS  # noqa: E402
+from reference_code import LLADA, git_show, import_file, reference_repo  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "text", "tests", "fixtures")
 
@@ -124,9 +131,10 @@ def make(name, family, seed, generate):
 
 
 def main():
+    llada = reference_repo(*LLADA)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        git_show(LLADA_MIRROR, "generate.py", f"{tmp}/generate.py")
+        git_show(llada, "generate.py", f"{tmp}/generate.py")
         generate = import_file("ref_llada_generate", f"{tmp}/generate.py").generate
         make("bert-tiny", "bert", 5, generate)
         make("modernbert-tiny", "modernbert", 6, generate)

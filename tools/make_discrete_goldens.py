@@ -5,15 +5,23 @@ Runs the *reference* Python samplers unchanged on a deterministic toy "model" an
 records every intermediate canvas, so `core/tests/discrete_golden.rs` can check that
 `stipple_core::discrete` reproduces them token for token.
 
-References are loaded at run time from local git mirrors (never copied into this repo):
-  * STIPPLE_LLADA_MIRROR    (default /work/.mirror/ML-GSAI+LLaDA/repo):
+References are loaded at run time from local clones of the public repositories, at the
+commits pinned in tools/reference_code.py (never copied into this repo):
+  * STIPPLE_LLADA_MIRROR:    https://github.com/ML-GSAI/LLaDA
         generate.py -> add_gumbel_noise, get_num_transfer_tokens, generate
-  * STIPPLE_FASTDLLM_MIRROR (default /work/.mirror/NVlabs+Fast-dLLM/repo):
+  * STIPPLE_FASTDLLM_MIRROR: https://github.com/NVlabs/Fast-dLLM
         llada/generate.py -> get_transfer_index (threshold), generate
         dream/model/generation_utils.py -> top_p_logits, top_k_logits, sample_tokens,
         DreamGenerationMixin._sample (called through a stand-in `self`)
-Each mirror is a git directory (work tree optional); files are read with `git show HEAD:<path>`
-into a temporary directory and imported from there.
+There is no default location: make the clones once (REF: any folder outside this
+checkout) and point the variables at them:
+  REF=$PWD/../stipple-ref
+  git clone https://github.com/ML-GSAI/LLaDA $REF/LLaDA && git -C $REF/LLaDA checkout b7e6c3565f194352da44b38dd12b6970597309f3
+  git clone https://github.com/NVlabs/Fast-dLLM $REF/Fast-dLLM && git -C $REF/Fast-dLLM checkout 24cc59e75f20a6384bae8c905965bb090b96388e
+  export STIPPLE_LLADA_MIRROR=$REF/LLaDA STIPPLE_FASTDLLM_MIRROR=$REF/Fast-dLLM
+Each clone is a git directory (work tree optional); files are read with
+`git show COMMIT:<path>` at the pinned commit into a temporary directory and imported
+from there.
 
 Toy model (recomputed exactly in Rust): for a canvas x of length L and vocabulary V,
     logits[b, j] = (base[j] + E[x[b, j-1]]) + E2[x[b, j+1]]      (float32)
@@ -30,7 +38,11 @@ same-distribution stand-ins built on the recorded `torch.rand`:
   * torch.distributions.Categorical(probs).sample() -> inverse CDF with one rand per row.
 Everything else runs exactly as published.
 
-Usage: /tmp/peers/bin/python tools/make_discrete_goldens.py [out_dir]
+Usage, with a Python that has torch==2.11.0, numpy and transformers==5.17.0 (Dream's
+generation_utils.py imports transformers), e.g. the environment of the other golden scripts:
+  python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.11.0 transformers==5.17.0 numpy
+  PYTHON=.venv-ref/bin/python
+  $PYTHON tools/make_discrete_goldens.py [out_dir]
 (default out_dir core/tests/golden/discrete). Deterministic: fixed seeds, CPU only.
 """
 
@@ -49,10 +61,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_code import git_show, import_file  # noqa: E402
-
-LLADA_MIRROR = os.environ.get("STIPPLE_LLADA_MIRROR", "/work/.mirror/ML-GSAI+LLaDA/repo")
-FASTDLLM_MIRROR = os.environ.get("STIPPLE_FASTDLLM_MIRROR", "/work/.mirror/NVlabs+Fast-dLLM/repo")
+from reference_code import FASTDLLM, LLADA, git_show, import_file, reference_repo  # noqa: E402
 
 V = 48
 MASK = V - 1
@@ -61,10 +70,12 @@ L_MAX = 40
 
 # ---------------------------------------------------------------- loading references
 def load_references(tmp):
-    git_show(LLADA_MIRROR, "generate.py", f"{tmp}/llada/generate.py")
+    llada_repo = reference_repo(*LLADA)
+    fastdllm_repo = reference_repo(*FASTDLLM)
+    git_show(llada_repo, "generate.py", f"{tmp}/llada/generate.py")
     llada = import_file("ref_llada_generate", f"{tmp}/llada/generate.py")
 
-    git_show(FASTDLLM_MIRROR, "llada/generate.py", f"{tmp}/fastdllm/generate.py")
+    git_show(fastdllm_repo, "llada/generate.py", f"{tmp}/fastdllm/generate.py")
     # Fast-dLLM's generate.py imports its modeling file only for main(); that file needs
     # extra packages (einops) and is irrelevant to the sampler, so stand it in.
     pkg = types.ModuleType("model")
@@ -75,7 +86,7 @@ def load_references(tmp):
     sys.modules.setdefault("model.modeling_llada", sub)
     fast = import_file("ref_fastdllm_generate", f"{tmp}/fastdllm/generate.py")
 
-    git_show(FASTDLLM_MIRROR, "dream/model/generation_utils.py", f"{tmp}/dream/generation_utils.py")
+    git_show(fastdllm_repo, "dream/model/generation_utils.py", f"{tmp}/dream/generation_utils.py")
     dream = import_file("ref_dream_generation_utils", f"{tmp}/dream/generation_utils.py")
     return llada, fast, dream
 

@@ -26,8 +26,11 @@ Also `sd1-tiny.safetensors`: the same weights as sd1-tiny as one A1111-style che
 the original LDM key names; the script checks that diffusers' own `from_single_file` loads
 it back to identical weights before writing it.
 
-Needs torch==2.11.0 diffusers==0.42.1 transformers==5.17.0 tokenizers safetensors numpy:
-  /tmp/peers/bin/python tools/make_image_fixtures.py [out_dir]
+Needs torch==2.11.0 diffusers==0.42.1 transformers==5.17.0 tokenizers safetensors numpy
+(and pillow), e.g.
+  python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.11.0 diffusers==0.42.1 transformers==5.17.0 tokenizers safetensors numpy pillow
+  PYTHON=.venv-ref/bin/python
+  $PYTHON tools/make_image_fixtures.py [out_dir]
 Deterministic: fixed seeds, CPU, float32.
 """
 

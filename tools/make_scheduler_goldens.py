@@ -7,8 +7,9 @@ that both this script and the Rust test compute, records the timesteps, sigmas,
 init_noise_sigma, every noise tensor the scheduler draws, and the sample after each step.
 It also records img2img runs (add_noise at a start step) and the training schedules.
 
-Run:  python3 -m venv /tmp/peers && /tmp/peers/bin/pip install torch==2.11.0 diffusers==0.42.1 numpy scipy
-      /tmp/peers/bin/python tools/make_scheduler_goldens.py core/tests/golden/schedulers
+Run:  python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.11.0 diffusers==0.42.1 numpy scipy
+      PYTHON=.venv-ref/bin/python
+      $PYTHON tools/make_scheduler_goldens.py core/tests/golden/schedulers
 """
 import json
 import math

@@ -18,11 +18,19 @@ tokenizer_config.json with a chat template, and expected.json:
       - Fast-dLLM llada/generate.py `generate` (threshold), `generate_with_prefix_cache`,
         `generate_with_dual_cache`,
       - Dream `diffusion_generate` (maskgit_plus, topk_margin, entropy).
-References are read at run time from git mirrors (never copied into the repository):
-  STIPPLE_LLADA_MIRROR (default /work/.mirror/ML-GSAI+LLaDA/repo)
-  STIPPLE_FASTDLLM_MIRROR (default /work/.mirror/NVlabs+Fast-dLLM/repo)
-Needs torch and transformers 4.46.x (the version the vendored modeling code targets):
-  PYTHONPATH=/tmp/tf446 /tmp/peers/bin/python tools/make_text_fixtures.py [out_dir]
+References are read at run time from local clones of the public repositories, at the
+commits pinned in tools/reference_code.py (never copied into the repository). There is
+no default location: make the clones once (REF: any folder outside this checkout) and
+point the variables at them:
+  REF=$PWD/../stipple-ref
+  git clone https://github.com/ML-GSAI/LLaDA $REF/LLaDA && git -C $REF/LLaDA checkout b7e6c3565f194352da44b38dd12b6970597309f3
+  git clone https://github.com/NVlabs/Fast-dLLM $REF/Fast-dLLM && git -C $REF/Fast-dLLM checkout 24cc59e75f20a6384bae8c905965bb090b96388e
+  export STIPPLE_LLADA_MIRROR=$REF/LLaDA STIPPLE_FASTDLLM_MIRROR=$REF/Fast-dLLM
+Needs torch and transformers 4.46.x (the version the vendored modeling code targets) with
+einops, in a Python environment of its own (PYTHON below), e.g.
+  python3 -m venv .venv-text && .venv-text/bin/pip install torch==2.11.0 transformers==4.46.3 einops safetensors
+  PYTHON=.venv-text/bin/python
+  $PYTHON tools/make_text_fixtures.py [out_dir]
 Deterministic: fixed seeds, CPU, float32.
 """
 
@@ -36,10 +44,8 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_code import git_show, import_file  # noqa: E402
+from reference_code import FASTDLLM, LLADA, git_show, import_file, reference_repo  # noqa: E402
 
-LLADA_MIRROR = os.environ.get("STIPPLE_LLADA_MIRROR", "/work/.mirror/ML-GSAI+LLaDA/repo")
-FASTDLLM_MIRROR = os.environ.get("STIPPLE_FASTDLLM_MIRROR", "/work/.mirror/NVlabs+Fast-dLLM/repo")
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "text", "tests", "fixtures")
 
 # Training text for the toy tokenizer (written for this script).
@@ -73,14 +79,16 @@ CHATML_TEMPLATE = (
 
 
 def load_references(tmp):
+    llada = reference_repo(*LLADA)
+    fastdllm = reference_repo(*FASTDLLM)
     refs = {}
-    git_show(LLADA_MIRROR, "generate.py", f"{tmp}/llada_official/generate.py")
+    git_show(llada, "generate.py", f"{tmp}/llada_official/generate.py")
     refs["llada_generate"] = import_file("ref_llada_generate", f"{tmp}/llada_official/generate.py")
     for f in ["__init__.py", "configuration_llada.py", "modeling_llada.py"]:
-        git_show(FASTDLLM_MIRROR, f"llada/model/{f}", f"{tmp}/fdl/llada/model/{f}")
-    git_show(FASTDLLM_MIRROR, "llada/generate.py", f"{tmp}/fdl/llada/generate.py")
+        git_show(fastdllm, f"llada/model/{f}", f"{tmp}/fdl/llada/model/{f}")
+    git_show(fastdllm, "llada/generate.py", f"{tmp}/fdl/llada/generate.py")
     for f in ["__init__.py", "configuration_dream.py", "modeling_dream.py", "generation_utils.py", "generation_utils_block.py", "tokenization_dream.py"]:
-        git_show(FASTDLLM_MIRROR, f"dream/model/{f}", f"{tmp}/fdl/dream/model/{f}")
+        git_show(fastdllm, f"dream/model/{f}", f"{tmp}/fdl/dream/model/{f}")
     # Fast-dLLM's generate.py does `from model.modeling_llada import LLaDAModelLM`
     sys.path.insert(0, f"{tmp}/fdl/llada")
     refs["fastdllm_generate"] = import_file("ref_fastdllm_generate", f"{tmp}/fdl/llada/generate.py")

@@ -199,13 +199,14 @@ mod tests {
     /// On rendered General MIDI phrases of known tempo and key (the training set's own
     /// renderer, with the soundfont .ci/run installs).
     #[test]
+    #[cfg(feature = "train")]
     fn rendered_phrases_read_back_their_tempo_and_key() {
-        use crate::music_set::{GmRenderer, Pattern, Phrase};
+        use crate::train::music_set::{GmRenderer, Pattern, Phrase};
         use stipple_core::noise::PortableRng;
         let r = GmRenderer::new(std::path::Path::new("/usr/share/sounds/sf2/FluidR3_GM.sf2"), 16000).unwrap();
         let mut report = Vec::new();
         let (mut tempo_ok, mut key_ok, mut n) = (0, 0, 0);
-        for (i, &bpm) in crate::music_set::TEMPOS.iter().enumerate() {
+        for (i, &bpm) in crate::train::music_set::TEMPOS.iter().enumerate() {
             for (j, pattern) in [Pattern::Chords, Pattern::Arpeggio].into_iter().enumerate() {
                 let p = Phrase { instrument: [0, 1, 4, 9, 14][i], tempo: bpm, key: (3 * i + j) as u8 % 12, minor: j == 1, pattern, drums: true };
                 let audio = r.render(&p, 4.0, &mut PortableRng::new(i as u64)).unwrap();

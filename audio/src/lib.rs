@@ -4,23 +4,22 @@
 //! mel filterbank and its least-squares inverse), [`griffin_lim`] (phase reconstruction),
 //! [`spectrogram_image`] (Riffusion's image mapping and EXIF parameters), [`wav`] (WAV
 //! in and out, resampling) and [`codec`], which ties them to one [`params::SpectrogramParams`].
-//! [`music_set`] renders captioned General MIDI phrases for training small music models;
-//! [`analysis`] measures tempo, key and brightness, and [`eval`] uses it to check that
-//! generated clips follow their prompts.
+//! [`analysis`] measures tempo, key and brightness; with the `train` feature, `train`
+//! renders captioned General MIDI phrases for training small music models and uses the
+//! analysis to check that generated clips follow their prompts.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod codec;
-pub mod drum_kits;
 pub mod error;
-pub mod eval;
 pub mod griffin_lim;
 pub mod mel;
-pub mod music_set;
 pub mod params;
 pub mod pipeline;
 pub mod spectrogram_image;
 pub mod stft;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod wav;
 
 pub use codec::{Mel, SpectrogramCodec};

@@ -94,10 +94,11 @@ pub struct MusicOutput {
 }
 
 impl Riffusion {
-    /// Loads a Riffusion-layout folder (a Stable Diffusion 1.x diffusers folder). Its
+    /// Loads a Riffusion-layout folder or hub id (a Stable Diffusion 1.x diffusers folder). Its
     /// spectrogram parameters come from `spectrogram_params.json` in the folder when there
     /// is one, else Riffusion's.
     pub fn load(model: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let model = &stipple_image::files::resolve_pipeline(model)?;
         let pipeline = StableDiffusion::load(model, device, dtype)?;
         let params = read_params(model)?;
         Self::new(pipeline, params)

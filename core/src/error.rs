@@ -23,6 +23,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A training run cannot start, resume or save (the message says what to do).
+    #[error("{0}")]
+    Training(String),
     /// A JSON document could not be parsed.
     #[error("{path}: {source}")]
     Json {

@@ -4,8 +4,6 @@
 use candle_core::{D, Tensor};
 
 use crate::Result;
-use crate::noise::NoiseSource;
-use crate::samplers::Scheduler;
 
 /// Guidance settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,33 +47,6 @@ impl Guidance {
     }
 }
 
-/// One sampler step from conditional and unconditional model outputs.
-///
-/// When the sampler's update is linear (Euler, flow Euler, DDIM eta 0) and no rescale is
-/// asked for, guidance and update run as one fused kernel
-/// ([`stipple_kernels::guided_update::guided_linear_step`]); otherwise the guided output is
-/// formed and passed to [`Scheduler::step`].
-pub fn guided_step(
-    scheduler: &mut dyn Scheduler,
-    step_index: usize,
-    sample: &Tensor,
-    cond: &Tensor,
-    uncond: &Tensor,
-    guidance: &Guidance,
-    noise: &mut dyn NoiseSource,
-) -> Result<Tensor> {
-    if guidance.rescale <= 0.0
-        && sample.device().is_cpu()
-        && sample.dtype() == candle_core::DType::F32
-        && let Some((a, b)) = scheduler.linear_step(step_index)
-    {
-        let (x, c, u) = (sample.contiguous()?, cond.contiguous()?, uncond.contiguous()?);
-        return Ok(stipple_kernels::guided_update::guided_linear_step(&x, &c, &u, guidance.scale as f32, a, b)?);
-    }
-    let out = guidance.combine(cond, uncond)?;
-    scheduler.step(&out, step_index, sample, noise)
-}
-
 /// Unbiased standard deviation over every dimension but the first, kept as [B, 1, ..., 1].
 fn std_per_item(x: &Tensor) -> Result<Tensor> {
     let b = x.dim(0)?;
@@ -107,34 +78,5 @@ mod tests {
         assert!((half[0][0] - (0.5 * 4.0 / 3.0 + 0.5 * 2.0)).abs() < 1e-5);
         assert!(!Guidance::new(1.0).is_active());
         assert_eq!(Guidance::from_llada_cfg(0.5).scale, 1.5);
-    }
-
-    #[test]
-    fn fused_guided_step_matches_combine_then_step() {
-        use crate::config::SchedulerConfig;
-        use crate::noise::PortableRng;
-        use crate::samplers::SamplerSpec;
-        let cfg = SchedulerConfig::from_json(
-            r#"{"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1,
-                "set_alpha_to_one": false, "clip_sample": false}"#,
-        )
-        .unwrap();
-        let mut rng = PortableRng::new(5);
-        let dev = Device::Cpu;
-        let x = rng.randn((2, 4, 8, 8), candle_core::DType::F32, &dev).unwrap();
-        let c = rng.randn((2, 4, 8, 8), candle_core::DType::F32, &dev).unwrap();
-        let u = rng.randn((2, 4, 8, 8), candle_core::DType::F32, &dev).unwrap();
-        let g = Guidance::new(7.5);
-        for name in ["euler", "ddim"] {
-            let spec: SamplerSpec = name.parse().unwrap();
-            let mut fused = spec.build(&cfg, 10, None).unwrap();
-            let mut plain = spec.build(&cfg, 10, None).unwrap();
-            assert!(fused.linear_step(3).is_some(), "{name} should take the fused path");
-            let a = guided_step(fused.as_mut(), 3, &x, &c, &u, &g, &mut rng).unwrap();
-            let b = plain.step(&g.combine(&c, &u).unwrap(), 3, &x, &mut rng).unwrap();
-            let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff / scale < 1e-5, "{name}: {diff} / {scale}");
-        }
     }
 }

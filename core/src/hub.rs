@@ -1,6 +1,8 @@
 //! Models named by Hugging Face hub id (`owner/name`, optionally `@revision`) for every
 //! modality: the repository's files come from the local hub cache, else are downloaded
 //! (hf-hub), into the cache's snapshot folder, which then loads like any local folder.
+//! Each backend says which files its layout needs (`stipple_text::files`,
+//! `stipple_image::files`).
 
 use std::path::{Path, PathBuf};
 
@@ -77,40 +79,6 @@ pub fn snapshot(spec: &str, marker: &str, wanted: &dyn Fn(&[String]) -> Result<V
     root.ok_or(HubError::Missing { id, need: marker.to_string() })
 }
 
-/// The files of a diffusers pipeline repository worth fetching: every JSON and text file
-/// (configs, tokenizers, scheduler) and, per component folder, its safetensors weights
-/// (the plain ones, or a variant such as `fp16` when there are no plain ones). Root-level
-/// single-file checkpoints, PyTorch `.bin` files and other variants are skipped.
-pub fn diffusers_files(listing: &[String]) -> Result<Vec<String>, String> {
-    use std::collections::BTreeMap;
-    if let Some(bin) = listing.iter().find(|f| {
-        f.ends_with(".bin") && f.rsplit_once('/').is_some_and(|(dir, _)| !listing.iter().any(|g| g.starts_with(&format!("{dir}/")) && g.ends_with(".safetensors")))
-    }) {
-        return Err(format!(
-            "safetensors weights for {bin} (only PyTorch .bin files there; convert once with diffusers: \
-             DiffusionPipeline.from_pretrained(ID).save_pretrained(DIR, safe_serialization=True), then pass DIR)"
-        ));
-    }
-    let mut keep: Vec<String> = listing.iter().filter(|f| f.ends_with(".json") || f.ends_with(".txt")).cloned().collect();
-    let mut by_folder: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
-    for f in listing.iter().filter(|f| f.ends_with(".safetensors")) {
-        if let Some((folder, _)) = f.rsplit_once('/') {
-            by_folder.entry(folder).or_default().push(f);
-        }
-    }
-    for files in by_folder.values() {
-        // `x.safetensors` / `x-00001-of-00002.safetensors` are plain; `x.fp16.safetensors` a variant
-        let is_plain = |f: &&String| f.rsplit('/').next().is_some_and(|n| n.matches('.').count() == 1);
-        let plain: Vec<&&String> = files.iter().filter(|f| is_plain(f)).collect();
-        if plain.is_empty() {
-            keep.extend(files.iter().map(|f| f.to_string()));
-        } else {
-            keep.extend(plain.into_iter().map(|f| f.to_string()));
-        }
-    }
-    Ok(keep)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,38 +94,12 @@ mod tests {
     }
 
     #[test]
-    fn picks_configs_and_plain_or_variant_weights() {
-        let listing: Vec<String> = [
-            "model_index.json", "riffusion-model-v1.ckpt", "v1.safetensors", "unet/config.json",
-            "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-            "unet/diffusion_pytorch_model.bin", "vae/config.json", "safety_checker/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
-            "tokenizer/vocab.json", "tokenizer/merges.txt", "text_encoder/model-00001-of-00002.safetensors",
-            "text_encoder/model-00002-of-00002.safetensors",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut got = diffusers_files(&listing).unwrap();
-        got.sort();
-        assert_eq!(
-            got,
-            vec![
-                "model_index.json", "safety_checker/config.json", "text_encoder/model-00001-of-00002.safetensors", "text_encoder/model-00002-of-00002.safetensors",
-                "tokenizer/merges.txt", "tokenizer/vocab.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
-            ]
-        );
-        let bin_only: Vec<String> = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.bin"].iter().map(|s| s.to_string()).collect();
-        assert!(diffusers_files(&bin_only).unwrap_err().contains("unet/diffusion_pytorch_model.bin"));
-    }
-
-    #[test]
     fn offline_without_cache_is_a_clear_error() {
         // no network here and an empty cache: the error says what to do
         let dir = std::env::temp_dir().join(format!("stipple-hub-{}", std::process::id()));
         // Safety: set before any thread of this test reads the environment.
         unsafe { std::env::set_var("HF_HOME", &dir) };
-        let err = snapshot("stipple-test/definitely-not-cached", "model_index.json", &diffusers_files).unwrap_err().to_string();
+        let err = snapshot("stipple-test/definitely-not-cached", "model_index.json", &|listing| Ok(listing.to_vec())).unwrap_err().to_string();
         assert!(err.contains("stipple-test/definitely-not-cached") && err.contains("--model"), "{err}");
     }
 }

@@ -24,6 +24,7 @@ pub mod prediction;
 pub mod progress;
 pub mod samplers;
 pub mod schedule;
+mod tensor_math;
 pub mod timesteps;
 pub mod training;
 

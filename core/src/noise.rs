@@ -20,6 +20,10 @@ pub trait NoiseSource {
     fn randn_like(&mut self, like: &Tensor) -> Result<Tensor>;
     /// One uniform draw in the open interval (0, 1).
     fn uniform(&mut self) -> f64;
+    /// The seed that reproduces this noise, when one does (recorded in outputs' metadata).
+    fn seed(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A seeded ChaCha20 stream producing uniforms and normals identically everywhere.
@@ -27,19 +31,21 @@ pub trait NoiseSource {
 pub struct PortableRng {
     rng: ChaCha20Rng,
     spare_normal: Option<f64>,
+    /// The seed of [`PortableRng::new`] (a derived stream has none of its own).
+    seed: Option<u64>,
 }
 
 impl PortableRng {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { rng: ChaCha20Rng::seed_from_u64(seed), spare_normal: None }
+        Self { rng: ChaCha20Rng::seed_from_u64(seed), spare_normal: None, seed: Some(seed) }
     }
 
     /// An independent stream derived from this seed and a stream number (e.g. one per batch item).
     pub fn stream(seed: u64, stream: u64) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         rng.set_stream(stream);
-        Self { rng, spare_normal: None }
+        Self { rng, spare_normal: None, seed: None }
     }
 
     /// A uniform draw in the open interval (0, 1), with 53 random bits.
@@ -82,6 +88,10 @@ impl NoiseSource for PortableRng {
 
     fn uniform(&mut self) -> f64 {
         self.next_uniform()
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.seed
     }
 }
 

@@ -29,7 +29,7 @@ impl PredictionType {
     pub fn x0_from_alpha_bar(self, model_output: &Tensor, sample: &Tensor, alpha_bar: f32) -> Result<Tensor> {
         let (sa, sb) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
         Ok(match self {
-            Self::Epsilon => crate::samplers::div(&(sample - model_output.affine(sb as f64, 0.0)?)?, sa)?,
+            Self::Epsilon => crate::tensor_math::div(&(sample - model_output.affine(sb as f64, 0.0)?)?, sa)?,
             Self::VPrediction => (sample.affine(sa as f64, 0.0)? - model_output.affine(sb as f64, 0.0)?)?,
             Self::Sample => model_output.clone(),
             Self::FlowPrediction => {
@@ -45,7 +45,7 @@ impl PredictionType {
             Self::Epsilon => (sample - model_output.affine(sigma as f64, 0.0)?)?,
             Self::VPrediction => {
                 let c_out = -sigma / (sigma * sigma + 1.0).sqrt();
-                (model_output.affine(c_out as f64, 0.0)? + crate::samplers::div(sample, sigma * sigma + 1.0)?)?
+                (model_output.affine(c_out as f64, 0.0)? + crate::tensor_math::div(sample, sigma * sigma + 1.0)?)?
             }
             Self::Sample => model_output.clone(),
             Self::FlowPrediction => (sample - model_output.affine(sigma as f64, 0.0)?)?,

@@ -53,7 +53,6 @@ impl ImagePanel {
             ..ImageRequest::default()
         };
         self.tab.runs.start(Job::spawn(wake, move |reporter, cancel| {
-            let (width, height) = pipe.output_size(&req)?;
             // the same previews as `stipple image --preview`: the VAE for small models, the
             // linear latent-to-RGB map for large ones
             let previewer = Previewer::for_pipeline(&pipe, None);
@@ -64,20 +63,7 @@ impl ImagePanel {
             };
             let out = pipe.generate(&req, &mut PortableRng::new(seed), &mut progress, cancel)?;
             let image = out.images.into_iter().next().ok_or_else(|| anyhow::anyhow!("no picture"))?;
-            let info = GenerationInfo {
-                prompt: req.prompt.clone(),
-                negative_prompt: req.negative_prompt.clone(),
-                steps: out.steps,
-                sampler: out.sampler,
-                guidance: out.guidance,
-                guidance_rescale: 0.0,
-                seed,
-                width,
-                height,
-                model: pipe.name().to_string(),
-                strength: None,
-            };
-            Ok(ImageResult { image, info })
+            Ok(ImageResult { image, info: out.info })
         }));
     }
 
@@ -118,7 +104,7 @@ impl ImagePanel {
         if status.is_none() {
             if let Some(r) = &runs.result {
                 if let Some(t) = runs.last_time {
-                    ui.weak(format!("{}x{}, {} steps of {}, guidance {}, seed {}: {:.2} s", r.info.width, r.info.height, r.info.steps, r.info.sampler, r.info.guidance, r.info.seed, t.as_secs_f64()));
+                    ui.weak(format!("{}x{}, {} steps of {}, guidance {}, seed {}: {:.2} s", r.info.width, r.info.height, r.info.steps, r.info.sampler, r.info.guidance, r.info.seed.map_or("none".into(), |s| s.to_string()), t.as_secs_f64()));
                 }
                 save = self.save.ui(ui);
             }

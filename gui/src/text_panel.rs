@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use stipple_core::progress::StepEvent;
 use stipple_text::generate::{CanvasView, GenerateConfig};
-use stipple_text::generation_defaults::GenerationDefaults;
+use stipple_text::generation_defaults::{GenerationDefaults, Requested};
 use stipple_text::TextModel;
 
 use crate::job::{Job, Waker};
@@ -122,12 +122,12 @@ impl TextPanel {
         self.slot.poll();
         if !self.defaults_applied {
             if let Some(m) = self.slot.ready().cloned() {
-                let d = &m.defaults;
-                self.block_len = d.block_len.unwrap_or(self.block_len);
-                self.gen_len = d.fitted_gen_len(&m.model, std::slice::from_ref(&self.prompt), false, Some(self.block_len)).unwrap_or(self.gen_len);
-                self.steps = self.gen_len;
-                self.temperature = d.temperature.unwrap_or(0.0);
-                self.top_p = d.top_p.unwrap_or(1.0);
+                // the panel's starting block length stands in for a user's choice
+                let asked = Requested { block_len: Some(m.defaults.block_len.unwrap_or(self.block_len)), ..Requested::default() };
+                if let Ok(s) = m.defaults.settle(&m.model, std::slice::from_ref(&self.prompt), false, &asked) {
+                    (self.gen_len, self.block_len, self.steps, self.temperature) = (s.gen_len, s.block_len, s.steps, s.temperature);
+                    self.top_p = s.top_p.unwrap_or(1.0);
+                }
                 self.defaults_applied = true;
             }
         }
@@ -158,7 +158,7 @@ impl TextPanel {
             reporter.stage("generating");
             let model = &m.model;
             let mut progress = |e: &StepEvent<'_, CanvasView>| {
-                let shown = e.preview.map(|view| canvas_text(model, view));
+                let shown = e.preview.map(|view| model.canvas_text(view, 0, "▒"));
                 reporter.step(e.step, e.total, shown);
             };
             let (outs, run) = model.generate(std::slice::from_ref(&prompt), false, &cfg, Some(&mut progress), cancel.clone())?;
@@ -218,26 +218,4 @@ impl TextPanel {
         }
         self.runs.error_ui(ui);
     }
-}
-
-/// The generated part of a canvas, undecided tokens shown as ▒.
-fn canvas_text(model: &TextModel, view: &CanvasView) -> String {
-    let (Some(row), Some(&start)) = (view.rows.first(), view.gen_start.first()) else { return String::new() };
-    let mut out = String::new();
-    let mut run: Vec<u32> = Vec::new();
-    for &t in &row[start..] {
-        if t == view.mask_id {
-            if !run.is_empty() {
-                out.push_str(&model.tokenizer.decode(&run, true).unwrap_or_default());
-                run.clear();
-            }
-            out.push('▒');
-        } else {
-            run.push(t);
-        }
-    }
-    if !run.is_empty() {
-        out.push_str(&model.tokenizer.decode(&run, true).unwrap_or_default());
-    }
-    out
 }

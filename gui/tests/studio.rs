@@ -106,7 +106,7 @@ fn image_tab_guidance_slider_changes_the_picture() {
         h.step();
         step_until(&mut h, "the picture", |s| !s.image.tab.is_running());
         let r = h.state().image.tab.runs.result.clone().unwrap_or_else(|| panic!("no picture: {:?}", h.state().image.tab.runs.error));
-        assert_eq!((r.info.guidance, r.info.seed, r.image.width()), (guidance, 0, 32));
+        assert_eq!((r.info.guidance, r.info.seed, r.image.width()), (guidance, Some(0), 32));
         pictures.push(r.image);
     }
     // a real picture (not flat), and guidance visibly changes it at the same seed

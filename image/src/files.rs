@@ -1,12 +1,57 @@
-//! Finding a pipeline's parts on disk: a diffusers folder (`model_index.json`, `unet/`,
-//! `vae/`, `text_encoder[_2]/`, `tokenizer[_2]/`, `scheduler/`), with single or sharded
-//! safetensors weights (and their `fp16` variants).
+//! Finding a pipeline's parts: a diffusers folder (`model_index.json`, `unet/`, `vae/`,
+//! `text_encoder[_2]/`, `tokenizer[_2]/`, `scheduler/`), with single or sharded
+//! safetensors weights (and their `fp16` variants), on disk or fetched by hub id.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{Result, model_err, read_json};
+
+/// The local path of a pipeline given as a folder, a single-file checkpoint or a hub id
+/// (`owner/name[@revision]`, fetched into the Hugging Face cache: configs, tokenizers and
+/// safetensors weights only).
+pub fn resolve_pipeline(spec: &Path) -> Result<PathBuf> {
+    let text = spec.to_string_lossy();
+    if spec.exists() || !stipple_core::hub::is_hub_id(&text) {
+        return Ok(spec.to_path_buf());
+    }
+    stipple_core::hub::snapshot(&text, "model_index.json", &diffusers_files).map_err(|e| model_err(e.to_string()))
+}
+
+/// The files of a diffusers pipeline repository worth fetching: every JSON and text file
+/// (configs, tokenizers, scheduler) and, per component folder, its safetensors weights
+/// (the plain ones, or a variant such as `fp16` when there are no plain ones). Root-level
+/// single-file checkpoints, PyTorch `.bin` files and other variants are skipped.
+pub fn diffusers_files(listing: &[String]) -> std::result::Result<Vec<String>, String> {
+    use std::collections::BTreeMap;
+    if let Some(bin) = listing.iter().find(|f| {
+        f.ends_with(".bin") && f.rsplit_once('/').is_some_and(|(dir, _)| !listing.iter().any(|g| g.starts_with(&format!("{dir}/")) && g.ends_with(".safetensors")))
+    }) {
+        return Err(format!(
+            "safetensors weights for {bin} (only PyTorch .bin files there; convert once with diffusers: \
+             DiffusionPipeline.from_pretrained(ID).save_pretrained(DIR, safe_serialization=True), then pass DIR)"
+        ));
+    }
+    let mut keep: Vec<String> = listing.iter().filter(|f| f.ends_with(".json") || f.ends_with(".txt")).cloned().collect();
+    let mut by_folder: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for f in listing.iter().filter(|f| f.ends_with(".safetensors")) {
+        if let Some((folder, _)) = f.rsplit_once('/') {
+            by_folder.entry(folder).or_default().push(f);
+        }
+    }
+    for files in by_folder.values() {
+        // `x.safetensors` / `x-00001-of-00002.safetensors` are plain; `x.fp16.safetensors` a variant
+        let is_plain = |f: &&String| f.rsplit('/').next().is_some_and(|n| n.matches('.').count() == 1);
+        let plain: Vec<&&String> = files.iter().filter(|f| is_plain(f)).collect();
+        if plain.is_empty() {
+            keep.extend(files.iter().map(|f| f.to_string()));
+        } else {
+            keep.extend(plain.into_iter().map(|f| f.to_string()));
+        }
+    }
+    Ok(keep)
+}
 
 /// `model_index.json`: the pipeline class and which components it has.
 #[derive(Clone, Debug, Deserialize)]
@@ -118,4 +163,35 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
             if p.is_file() { Ok(p) } else { Err(model_err(format!("{}: shard {n} is missing", index.display()))) }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_configs_and_plain_or_variant_weights() {
+        let listing: Vec<String> = [
+            "model_index.json", "riffusion-model-v1.ckpt", "v1.safetensors", "unet/config.json",
+            "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.bin", "vae/config.json", "safety_checker/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
+            "tokenizer/vocab.json", "tokenizer/merges.txt", "text_encoder/model-00001-of-00002.safetensors",
+            "text_encoder/model-00002-of-00002.safetensors",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut got = diffusers_files(&listing).unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "model_index.json", "safety_checker/config.json", "text_encoder/model-00001-of-00002.safetensors", "text_encoder/model-00002-of-00002.safetensors",
+                "tokenizer/merges.txt", "tokenizer/vocab.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
+            ]
+        );
+        let bin_only: Vec<String> = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.bin"].iter().map(|s| s.to_string()).collect();
+        assert!(diffusers_files(&bin_only).unwrap_err().contains("unet/diffusion_pytorch_model.bin"));
+    }
 }

@@ -6,7 +6,8 @@
 //!   inpainting), the KL autoencoder.
 //! * [`pipeline`]: txt2img, img2img and inpainting with any core sampler.
 //! * [`image_io`]: image / mask preprocessing and 8-bit output.
-//! * [`train`]: data preparation and training of small models (autoencoder, UNet, text encoder).
+//! * `train` (the `train` feature): data preparation and training of small models
+//!   (autoencoder, UNet, text encoder).
 #![warn(missing_docs)]
 
 pub mod error;
@@ -18,6 +19,7 @@ pub mod pipeline;
 pub mod single_file;
 pub mod preview;
 pub mod tokenizer;
+#[cfg(feature = "train")]
 pub mod train;
 
 pub use error::{Error, Result};

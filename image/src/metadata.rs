@@ -30,8 +30,8 @@ pub struct GenerationInfo {
     pub guidance: f64,
     /// Guidance rescale.
     pub guidance_rescale: f64,
-    /// Seed of this image's noise.
-    pub seed: u64,
+    /// Seed of this image's noise (`None`: noise not from a seed, e.g. replayed).
+    pub seed: Option<u64>,
     /// Size.
     pub width: usize,
     /// Size.
@@ -71,12 +71,12 @@ impl GenerationInfo {
         if let Some(n) = self.negative_prompt.as_deref().filter(|n| !n.is_empty()) {
             s.push_str(&format!("\nNegative prompt: {n}"));
         }
+        let seed = self.seed.map(|s| format!("Seed: {s}, ")).unwrap_or_default();
         s.push_str(&format!(
-            "\nSteps: {}, Sampler: {}, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
+            "\nSteps: {}, Sampler: {}, CFG scale: {}, {seed}Size: {}x{}, Model: {}",
             self.steps,
             a1111_sampler_name(&self.sampler),
             self.guidance,
-            self.seed,
             self.width,
             self.height,
             self.model
@@ -178,7 +178,7 @@ mod tests {
             sampler: "dpm++2m-karras".into(),
             guidance: 7.0,
             guidance_rescale: 0.0,
-            seed: 42,
+            seed: Some(42),
             width: 64,
             height: 32,
             model: "sd1-tiny".into(),

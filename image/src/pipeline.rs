@@ -20,6 +20,7 @@ use stipple_core::timesteps::img2img_start;
 use crate::error::{Result, invalid, model_err, read_json};
 use crate::files::PipelineFolder;
 use crate::image_io;
+use crate::metadata::GenerationInfo;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::embeddings::guidance_embedding;
 use crate::models::taesd::TaesdDecoder;
@@ -134,18 +135,11 @@ pub struct ImageOutput {
     pub images: Vec<RgbImage>,
     /// The same as `[b, h, w, 3]` floats in [0, 1] (before 8-bit rounding).
     pub pixels: Tensor,
-    /// The sampler that ran.
-    pub sampler: String,
-    /// The steps asked for.
-    pub steps: usize,
+    /// What the generation used (prompt, sampler, steps, guidance, seed, size, model), as
+    /// written into the pictures' metadata.
+    pub info: GenerationInfo,
     /// The model calls made (steps actually run, times the sampler's order; img2img runs fewer).
     pub denoise_steps: usize,
-    /// The guidance scale used.
-    pub guidance: f64,
-    /// Output size.
-    pub width: usize,
-    /// Output size.
-    pub height: usize,
     /// Seconds spent in the denoising loop.
     pub denoise_seconds: f64,
     /// Seconds for the whole call.
@@ -168,10 +162,11 @@ impl StableDiffusion {
         Self::load_with_config(root, None, device, dtype)
     }
 
-    /// Loads a pipeline folder, or a single-file checkpoint (`.safetensors` with the
+    /// Loads a pipeline folder (or hub id), or a single-file checkpoint (`.safetensors` with the
     /// original LDM key names) whose configs, tokenizers and scheduler come from
     /// `config`, a diffusers folder of the same architecture (its weights are not read).
     pub fn load_with_config(model: &Path, config: Option<&Path>, device: &Device, dtype: DType) -> Result<Self> {
+        let model = &crate::files::resolve_pipeline(model)?;
         if device.is_cpu() && dtype == DType::BF16 {
             return Err(invalid("bf16 convolutions are not supported on the CPU; use f32 or f16"));
         }
@@ -368,8 +363,6 @@ impl StableDiffusion {
         cancel: &CancelToken,
     ) -> Result<ImageOutput> {
         let started = Instant::now();
-        let dev = &self.device;
-        let f = self.vae_factor();
         if req.batch == 0 {
             return Err(invalid("the batch size must be at least 1"));
         }
@@ -390,11 +383,8 @@ impl StableDiffusion {
             None => self.default_sampler()?,
         };
         let mut scheduler = spec.build(&self.scheduler_config, steps, None)?;
-        let lcm = self.is_lcm();
         let guidance = Guidance { scale: guidance_scale, rescale: req.guidance_rescale };
-        let cfg = guidance.is_active() && !lcm;
-        let b = req.batch;
-        // latents, plus (inpainting models) the mask and the masked picture's latents
+        let guided = guidance.is_active() && !self.is_lcm();
         let lc = self.latent_channels();
         let inpainting = self.unet.config.in_channels == 2 * lc + 1;
         if inpainting && req.mask.is_none() {
@@ -403,8 +393,42 @@ impl StableDiffusion {
         if !inpainting && self.unet.config.in_channels != lc {
             return Err(model_err(format!("the UNet takes {} input channels but the VAE's latents have {lc}", self.unet.config.in_channels)));
         }
+        let conditioning = self.conditioning(req, guided, guidance_scale, (width, height))?;
+        let start_latents = self.prepare_latents(req, (width, height), steps, scheduler.as_ref(), guided, inpainting, noise)?;
+        let start = start_latents.start;
+        let mut denoiser = UNetDenoiser { unet: &self.unet, conditioning, guidance, guided, mask_channels: start_latents.mask_channels, known_region: start_latents.known_region };
+        let loop_start = Instant::now();
+        let latents = samplers::sample(scheduler.as_mut(), start_latents.latents, start, &mut denoiser, noise, progress, cancel)?;
+        let denoise_seconds = loop_start.elapsed().as_secs_f64();
+        let (pixels, images) = self.decode_latents(&latents)?;
+        let info = GenerationInfo {
+            prompt: req.prompt.clone(),
+            negative_prompt: req.negative_prompt.clone(),
+            steps,
+            sampler: spec.to_string(),
+            guidance: guidance_scale,
+            guidance_rescale: req.guidance_rescale,
+            seed: noise.seed(),
+            width,
+            height,
+            model: self.name().to_string(),
+            strength: req.init_image.as_ref().map(|_| req.strength),
+        };
+        Ok(ImageOutput {
+            images,
+            pixels,
+            info,
+            denoise_steps: scheduler.timesteps().len() - start,
+            denoise_seconds,
+            total_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
 
-        // Text conditioning, [uncond; cond] when guided.
+    /// The UNet's conditioning for a request: text embeddings (blended towards a second
+    /// prompt when asked; `[uncond; cond]` when `guided`), SDXL's pooled embeddings and
+    /// size ids, LCM's guidance embedding.
+    fn conditioning(&self, req: &ImageRequest, guided: bool, guidance_scale: f64, (width, height): (usize, usize)) -> Result<Conditioning> {
+        let b = req.batch;
         let (mut cond, mut pooled) = self.encode_prompt(&req.prompt, b)?;
         if let Some(blend) = &req.prompt_blend {
             if !blend.weight.is_finite() {
@@ -418,7 +442,7 @@ impl StableDiffusion {
                 (p, _) => p,
             };
         }
-        let (context, text_embeds) = if cfg {
+        let (context, text_embeds) = if guided {
             let zero_negative = self.kind() == ModelKind::Xl && req.negative_prompt.is_none() && self.force_zeros_for_empty_prompt;
             let (neg, neg_pooled) = if zero_negative {
                 (cond.zeros_like()?, pooled.as_ref().map(|p| p.zeros_like()).transpose()?)
@@ -433,22 +457,37 @@ impl StableDiffusion {
         } else {
             (cond, pooled)
         };
-        let rows = if cfg { 2 * b } else { b };
+        let rows = if guided { 2 * b } else { b };
         let time_ids = vec![[height as f64, width as f64, 0.0, 0.0, height as f64, width as f64]; rows];
-        let timestep_cond = if lcm {
+        let timestep_cond = if self.is_lcm() {
             let dim = self.unet.config.time_cond_proj_dim.unwrap_or(0);
-            Some(guidance_embedding(guidance_scale - 1.0, b, dim, dev, self.unet.dtype())?)
+            Some(guidance_embedding(guidance_scale - 1.0, b, dim, &self.device, self.unet.dtype())?)
         } else {
             None
         };
+        Ok(Conditioning { context, text_embeds, time_ids, timestep_cond })
+    }
 
-        // Initial latents, in diffusers' order of random draws.
-        let lat_shape = (b, lc, height / f, width / f);
+    /// The latents the loop starts from, in diffusers' order of random draws: pure noise
+    /// (txt2img), the init image noised to the start step (img2img), or for inpainting also
+    /// the known region to blend back (4-channel UNets) or the mask channels (9-channel).
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_latents(
+        &self,
+        req: &ImageRequest,
+        (width, height): (usize, usize),
+        steps: usize,
+        scheduler: &dyn Scheduler,
+        guided: bool,
+        inpainting: bool,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<StartLatents> {
+        let (dev, f, b) = (&self.device, self.vae_factor(), req.batch);
+        let lat_shape = (b, self.latent_channels(), height / f, width / f);
         let init = match &req.init_image {
             Some(img) => Some(image_io::image_to_tensor(img, width, height, dev)?),
             None => None,
         };
-        let mut start = 0;
         let mut first_noise = req.latents.clone();
         let mut draw = |noise: &mut dyn NoiseSource, like: &Tensor| -> Result<Tensor> {
             match first_noise.take() {
@@ -464,27 +503,26 @@ impl StableDiffusion {
         let template = Tensor::zeros(lat_shape, DType::F32, dev)?;
         let strength = if init.is_some() { req.strength } else { 1.0 };
         let strength_max = strength >= 1.0;
-        let mut blend = None;
-        let mut extra = None;
-        let latents = match (&init, &req.mask) {
+        let mut out = StartLatents { latents: template.clone(), start: 0, mask_channels: None, known_region: None };
+        out.latents = match (&init, &req.mask) {
             (None, _) => (draw(noise, &template)? * scheduler.init_noise_sigma())?,
             (Some(image), None) => {
-                start = img2img_start(steps, strength, scheduler.order())?;
-                self.check_start(steps, strength, start, scheduler.as_ref())?;
+                out.start = img2img_start(steps, strength, scheduler.order())?;
+                self.check_start(steps, strength, out.start, scheduler)?;
                 let image_latents = self.encode_image(image, b, noise)?;
                 let eps = draw(noise, &template)?;
-                scheduler.add_noise(&image_latents, &eps, start)?
+                scheduler.add_noise(&image_latents, &eps, out.start)?
             }
             (Some(image), Some(mask_img)) => {
-                start = img2img_start(steps, strength, scheduler.order())?;
-                self.check_start(steps, strength, start, scheduler.as_ref())?;
+                out.start = img2img_start(steps, strength, scheduler.order())?;
+                self.check_start(steps, strength, out.start, scheduler)?;
                 let mask = image_io::mask_to_tensor(mask_img, width, height, dev)?;
                 // diffusers' prepare_latents: the image is encoded when the blend needs it or
                 // when denoising does not start from pure noise.
                 let image_latents = if !inpainting || !strength_max { Some(self.encode_image(image, b, noise)?) } else { None };
                 let eps = draw(noise, &template)?;
                 let latents = match (&image_latents, strength_max) {
-                    (Some(il), false) => scheduler.add_noise(il, &eps, start)?,
+                    (Some(il), false) => scheduler.add_noise(il, &eps, out.start)?,
                     _ => (&eps * scheduler.init_noise_sigma())?,
                 };
                 // prepare_mask_latents: the masked image is always encoded (one more draw).
@@ -494,41 +532,14 @@ impl StableDiffusion {
                 let small_mask = mask.upsample_nearest2d(height / f, width / f)?.broadcast_as((b, 1, height / f, width / f))?.contiguous()?;
                 if inpainting {
                     let e = Tensor::cat(&[&small_mask, &masked_latents], 1)?;
-                    extra = Some(if cfg { Tensor::cat(&[&e, &e], 0)? } else { e });
+                    out.mask_channels = Some(if guided { Tensor::cat(&[&e, &e], 0)? } else { e });
                 } else if let Some(il) = image_latents {
-                    blend = Some(Blend { original: il, noise: eps, mask: small_mask });
+                    out.known_region = Some(KnownRegion { original: il, noise: eps, mask: small_mask });
                 }
                 latents
             }
         };
-
-        let mut denoiser = UNetDenoiser {
-            unet: &self.unet,
-            context,
-            text_embeds,
-            time_ids,
-            timestep_cond,
-            guidance,
-            cfg,
-            extra,
-            blend,
-        };
-        let loop_start = Instant::now();
-        let latents = samplers::sample(scheduler.as_mut(), latents, start, &mut denoiser, noise, progress, cancel)?;
-        let denoise_seconds = loop_start.elapsed().as_secs_f64();
-        let (pixels, images) = self.decode_latents(&latents)?;
-        Ok(ImageOutput {
-            images,
-            pixels,
-            sampler: spec.to_string(),
-            steps,
-            denoise_steps: scheduler.timesteps().len() - start,
-            guidance: guidance_scale,
-            width,
-            height,
-            denoise_seconds,
-            total_seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(out)
     }
 
     /// Pictures of latents `[b, c, h/f, w/f]` (through the fast decoder when one is set):
@@ -586,42 +597,57 @@ impl StableDiffusion {
     }
 }
 
-/// The known region of a 4-channel inpainting run.
-struct Blend {
+/// The known region of a 4-channel inpainting run, blended back after every step.
+struct KnownRegion {
     original: Tensor,
     noise: Tensor,
     mask: Tensor,
+}
+
+/// The UNet's conditioning inputs, `[uncond; cond]` rows when guided.
+struct Conditioning {
+    context: Tensor,
+    text_embeds: Option<Tensor>,
+    time_ids: Vec<[f64; 6]>,
+    timestep_cond: Option<Tensor>,
+}
+
+/// Where the loop starts: the latents, the step index, and what inpainting adds.
+struct StartLatents {
+    latents: Tensor,
+    start: usize,
+    /// A 9-channel inpainting UNet's extra input: the mask and the masked image's latents.
+    mask_channels: Option<Tensor>,
+    known_region: Option<KnownRegion>,
 }
 
 /// The UNet as the core's samplers see it: CFG, SDXL / LCM conditioning and the
 /// inpainting channels inside.
 struct UNetDenoiser<'a> {
     unet: &'a UNet2DConditionModel,
-    context: Tensor,
-    text_embeds: Option<Tensor>,
-    time_ids: Vec<[f64; 6]>,
-    timestep_cond: Option<Tensor>,
+    conditioning: Conditioning,
     guidance: Guidance,
-    cfg: bool,
-    extra: Option<Tensor>,
-    blend: Option<Blend>,
+    guided: bool,
+    mask_channels: Option<Tensor>,
+    known_region: Option<KnownRegion>,
 }
 
 impl Denoiser for UNetDenoiser<'_> {
     fn denoise(&mut self, sample: &Tensor, timestep: f64) -> stipple_core::Result<Tensor> {
-        let input = if self.cfg { Tensor::cat(&[sample, sample], 0)? } else { sample.clone() };
-        let input = match &self.extra {
+        let input = if self.guided { Tensor::cat(&[sample, sample], 0)? } else { sample.clone() };
+        let input = match &self.mask_channels {
             Some(e) => Tensor::cat(&[&input, e], 1)?,
             None => input,
         };
+        let c = &self.conditioning;
         let cond = UNetConditioning {
-            context: &self.context,
-            text_embeds: self.text_embeds.as_ref(),
-            time_ids: self.text_embeds.as_ref().map(|_| self.time_ids.as_slice()),
-            timestep_cond: self.timestep_cond.as_ref(),
+            context: &c.context,
+            text_embeds: c.text_embeds.as_ref(),
+            time_ids: c.text_embeds.as_ref().map(|_| c.time_ids.as_slice()),
+            timestep_cond: c.timestep_cond.as_ref(),
         };
         let out = self.unet.forward(&input.to_dtype(self.unet.dtype())?, timestep, &cond)?.to_dtype(DType::F32)?;
-        if !self.cfg {
+        if !self.guided {
             return Ok(out);
         }
         let b = sample.dim(0)?;
@@ -629,7 +655,7 @@ impl Denoiser for UNetDenoiser<'_> {
     }
 
     fn after_step(&mut self, scheduler: &dyn Scheduler, step_index: usize, sample: Tensor) -> stipple_core::Result<Tensor> {
-        match &self.blend {
+        match &self.known_region {
             Some(bl) => samplers::inpaint_blend(scheduler, &sample, &bl.original, &bl.noise, &bl.mask, step_index),
             None => Ok(sample),
         }

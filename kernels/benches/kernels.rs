@@ -56,27 +56,5 @@ fn bench_confidence(c: &mut Criterion) {
     g.finish();
 }
 
-/// Guidance + Euler-style update on SD-sized latents (batch 1, 4 x 64 x 64 = a 512x512 image,
-/// and 4 x 128 x 128 = 1024x1024): fused single pass vs six separate candle ops.
-fn bench_guided_update(c: &mut Criterion) {
-    use stipple_kernels::guided_update::{guided_linear_step, guided_linear_step_unfused};
-    let mut group = c.benchmark_group("guided_update");
-    group.sample_size(30).measurement_time(Duration::from_secs(3));
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for side in [64usize, 128] {
-        let n = 4 * side * side;
-        let mut draw = || Tensor::from_vec((0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<_>>(), (1, 4, side, side), &Device::Cpu).unwrap();
-        let (x, cond, uncond) = (draw(), draw(), draw());
-        group.bench_with_input(BenchmarkId::new("fused", side), &side, |b, _| {
-            b.iter(|| guided_linear_step(&x, &cond, &uncond, 7.5, 1.0, -0.05).unwrap())
-        });
-        group.bench_with_input(BenchmarkId::new("unfused", side), &side, |b, _| {
-            b.iter(|| guided_linear_step_unfused(&x, &cond, &uncond, 7.5, 1.0, -0.05).unwrap())
-        });
-    }
-    group.finish();
-}
-
 criterion_group!(confidence, bench_confidence);
-criterion_group!(guided_update, bench_guided_update);
-criterion_main!(confidence, guided_update);
+criterion_main!(confidence);

@@ -10,8 +10,9 @@ pub mod cpu;
 pub mod fastmath;
 pub mod gated;
 pub mod group_norm;
-pub mod guided_update;
 pub mod linear;
+pub mod norm;
+pub mod rotary;
 mod winograd;
 
 /// Whether any of `tensors` is being tracked for gradients (a trainable variable, or a

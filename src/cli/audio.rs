@@ -200,7 +200,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
     };
     let model = match &a.model {
         Some(m) => m.clone(),
-        None => crate::defaults::model("music")?,
+        None => stipple::defaults::model("music")?,
     };
     let sampler: Option<SamplerSpec> = a.scheduler.as_deref().map(str::parse).transpose()?;
     let seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);
@@ -214,8 +214,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
         }
     }
     let load_start = Instant::now();
-    let model = &super::pipeline_path(&model)?;
-    let riff = Riffusion::load(model, &g.device, g.dtype).with_context(|| format!("loading {}", model.display()))?;
+    let riff = Riffusion::load(&model, &g.device, g.dtype).with_context(|| format!("loading {}", model.display()))?;
     let load_seconds = load_start.elapsed().as_secs_f64();
     let params = riff.codec().params().clone();
     let init_audio = match &a.init_audio {

@@ -11,7 +11,7 @@ use serde_json::json;
 use stipple_core::noise::PortableRng;
 use stipple_core::progress::{CancelToken, Progress, StepEvent};
 use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec, SigmaSpacing};
-use stipple_image::metadata::{GenerationInfo, write_png};
+use stipple_image::metadata::write_png;
 use stipple_image::models::taesd::TaesdDecoder;
 use stipple_image::preview::Previewer;
 use stipple_image::{ImageRequest, StableDiffusion, image_io};
@@ -153,7 +153,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     let prompt = args.prompt.clone().or_else(|| args.prompt_arg.clone()).context("give a prompt (stipple image \"a red fox\" or --prompt)")?;
     let model_path = match &args.model {
         Some(m) => m.clone(),
-        None => crate::defaults::model("image")?,
+        None => stipple::defaults::model("image")?,
     };
     if args.count == 0 || args.batch == 0 {
         bail!("--batch and --count must be at least 1");
@@ -170,8 +170,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         sampler = Some(SamplerSpec { sigmas: sig, ..base });
     }
     let load_start = Instant::now();
-    let model_path = &super::pipeline_path(&model_path)?;
-    let mut pipe = StableDiffusion::load_with_config(model_path, args.config.as_deref(), &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
+    let mut pipe = StableDiffusion::load_with_config(&model_path, args.config.as_deref(), &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
     let taesd = match &args.taesd {
         Some(p) => Some(TaesdDecoder::load(p, &g.device, g.dtype)?),
         None => None,
@@ -234,22 +233,9 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         }
         denoise_seconds += out.denoise_seconds;
         model_calls += out.denoise_steps;
-        let info = GenerationInfo {
-            prompt: prompt.clone(),
-            negative_prompt: args.negative_prompt.clone(),
-            steps: out.steps,
-            sampler: out.sampler.clone(),
-            guidance: out.guidance,
-            guidance_rescale: args.guidance_rescale,
-            seed,
-            width,
-            height,
-            model: pipe.name().to_string(),
-            strength: req.init_image.as_ref().map(|_| args.strength),
-        };
         for img in &out.images {
             let path = &paths[written.len()];
-            write_png(path, img, (!args.no_metadata).then_some(&info), args.overwrite)?;
+            write_png(path, img, (!args.no_metadata).then_some(&out.info), args.overwrite)?;
             if !g.json {
                 eprintln!("wrote {}", path.display());
             }
@@ -268,10 +254,10 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
                 "paths": written,
                 "seed": first_seed,
                 "seeds": seeds,
-                "steps": out.steps,
+                "steps": out.info.steps,
                 "model_calls": model_calls,
-                "scheduler": out.sampler,
-                "guidance": out.guidance,
+                "scheduler": out.info.sampler,
+                "guidance": out.info.guidance,
                 "width": width,
                 "height": height,
                 "model": pipe.name(),
@@ -284,8 +270,8 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         eprintln!(
             "{} image(s) {width}x{height}, {} steps of {}, seed {first_seed}: {:.2} s ({per_step:.3} s per model call)",
             written.len(),
-            out.steps,
-            out.sampler,
+            out.info.steps,
+            out.info.sampler,
             elapsed
         );
     }

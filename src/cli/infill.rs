@@ -38,7 +38,7 @@ pub fn run(g: &Global, args: &InfillArgs) -> Result<()> {
     let opts = InfillOptions { steps: args.steps, decode, context: args.context.clone() };
     let spec = match &args.model {
         Some(m) => m.clone(),
-        None => crate::defaults::model("text")?.display().to_string(),
+        None => stipple::defaults::model("text")?.display().to_string(),
     };
     let model = TextModel::load(&spec, &g.device, g.dtype).with_context(|| format!("loading {spec}"))?;
     let mut bar = BarProgress::new("infill", g.json);

@@ -1,16 +1,84 @@
-//! The command-line front end's pieces: global options, progress bars, and one module
-//! per command.
+//! The command line: the parsed [`Cli`], global options, progress bars, and one module
+//! per command. It parses arguments and draws progress; the work is done by the library
+//! crates, so the studio and other front ends share it.
 
-pub mod audio;
-pub mod bench;
-pub mod device;
-pub mod image;
-pub mod infill;
-pub mod loss_curve;
-pub mod progress;
-pub mod studio;
-pub mod text;
-pub mod train;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use device::{DTypeArg, DeviceArg};
+
+mod audio;
+mod batch;
+mod bench;
+mod device;
+mod image;
+mod infill;
+mod progress;
+mod schedule;
+mod studio;
+mod text;
+#[cfg(feature = "train")]
+mod train;
+
+/// Diffusion generation of text, images and music.
+#[derive(Parser, Debug)]
+#[command(name = "stipple", version, about, long_about = None)]
+pub struct Cli {
+    /// Compute device: cpu or cuda:N.
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Floating-point type of the model weights: f32, f16 or bf16.
+    #[arg(long, global = true, default_value = "f32")]
+    pub dtype: DTypeArg,
+    /// Seed of the portable noise generator (the same seed gives the same result on every device).
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+    /// Print one JSON object on stdout (progress goes to stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate text with a masked-diffusion language model (LLaDA, Dream, BERT-family).
+    Text(text::TextArgs),
+    /// Fill the holes of a text template under constraints.
+    Infill(infill::InfillArgs),
+    /// Generate images with a Stable Diffusion-family model.
+    Image(image::ImageArgs),
+    /// Generate music as spectrograms (Riffusion), or convert audio <-> spectrograms.
+    Audio(audio::AudioArgs),
+    /// Run a file of jobs: one stipple command line per line (`#` comments).
+    Batch(batch::BatchArgs),
+    /// Open the desktop studio (text, image and music tabs; built with `--features studio`).
+    Studio(studio::StudioArgs),
+    /// Prepare data, train small text, image and music models, and measure them.
+    #[cfg(feature = "train")]
+    Train(train::TrainArgs),
+    /// Benchmark models and kernels.
+    Bench(bench::BenchArgs),
+    /// Print the timesteps and sigmas a sampler will use (inspect a scheduler_config.json).
+    Schedule(schedule::ScheduleArgs),
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: &Cli) -> Result<()> {
+    // Validate the global options early so mistakes are reported before any work.
+    let global = Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json };
+    match &cli.command {
+        Command::Schedule(args) => schedule::run(cli, args),
+        Command::Text(args) => text::run(&global, args),
+        Command::Infill(args) => infill::run(&global, args),
+        Command::Image(args) => image::run(&global, args),
+        Command::Audio(args) => audio::run(&global, args),
+        Command::Bench(args) => bench::run(&global, args),
+        #[cfg(feature = "train")]
+        Command::Train(args) => train::run(&global, args),
+        Command::Batch(args) => batch::run(cli, args),
+        Command::Studio(args) => studio::run(&global, args),
+    }
+}
 
 /// Global options, resolved.
 pub struct Global {
@@ -22,15 +90,4 @@ pub struct Global {
     pub seed: Option<u64>,
     /// One JSON object on stdout.
     pub json: bool,
-}
-
-/// A diffusers pipeline given to `--model`: a local folder or file as is, or a hub id
-/// (`owner/name[@revision]`) fetched into the Hugging Face cache (configs, tokenizers and
-/// safetensors weights only).
-pub(crate) fn pipeline_path(spec: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    let text = spec.to_string_lossy();
-    if spec.exists() || !stipple_core::hub::is_hub_id(&text) {
-        return Ok(spec.to_path_buf());
-    }
-    Ok(stipple_core::hub::snapshot(&text, "model_index.json", &stipple_core::hub::diffusers_files)?)
 }

@@ -24,6 +24,7 @@ impl BarProgress {
     }
 
     /// Steps seen so far.
+    #[cfg(test)]
     pub fn position(&self) -> u64 {
         self.bar.position()
     }

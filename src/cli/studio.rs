@@ -27,7 +27,7 @@ pub struct StudioArgs {
 /// then says how to choose one).
 #[cfg_attr(not(feature = "studio"), allow(dead_code))]
 fn model_or_default(given: &Option<PathBuf>, kind: &str) -> Option<PathBuf> {
-    given.clone().or_else(|| crate::defaults::model(kind).ok())
+    given.clone().or_else(|| stipple::defaults::model(kind).ok())
 }
 
 /// Run `stipple studio`.

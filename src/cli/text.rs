@@ -6,7 +6,7 @@ use serde_json::json;
 use stipple_core::discrete::Remasking;
 use stipple_core::progress::{CancelToken, Progress, StepEvent};
 use stipple_text::generate::CanvasView;
-use stipple_text::generation_defaults::GenerationDefaults;
+use stipple_text::generation_defaults::{GenerationDefaults, Requested};
 use stipple_text::{CacheMode, GenerateConfig, Parallel, TextModel};
 
 use super::Global;
@@ -156,18 +156,8 @@ impl Progress<CanvasView> for TextProgress<'_> {
     fn on_step(&mut self, event: &StepEvent<'_, CanvasView>) {
         Progress::<CanvasView>::on_step(&mut self.bar, event);
         if let (Some(model), Some(view)) = (self.stream, event.preview) {
-            for (row, &start) in view.rows.iter().zip(&view.gen_start) {
-                let shown: String = row[start..]
-                    .iter()
-                    .map(|&t| {
-                        if t == view.mask_id {
-                            "_".to_string()
-                        } else {
-                            model.tokenizer.decode(&[t], false).unwrap_or_default()
-                        }
-                    })
-                    .collect();
-                eprintln!("[{:3}] {}", view.nfe, shown.replace('\n', "⏎"));
+            for row in 0..view.rows.len() {
+                eprintln!("[{:3}] {}", view.nfe, model.canvas_text(view, row, "_").replace('\n', "⏎"));
             }
         }
     }
@@ -181,30 +171,15 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
     }
     let model_spec = match &args.model {
         Some(m) => m.clone(),
-        None => crate::defaults::model("text")?.display().to_string(),
+        None => stipple::defaults::model("text")?.display().to_string(),
     };
     let model = TextModel::load(&model_spec, &g.device, g.dtype).with_context(|| format!("loading {model_spec}"))?;
-    let defaults = GenerationDefaults::of_model(&model_spec)?;
-    let block_len = args.block_len.or(defaults.block_len);
-    let gen_len = match args.gen_len {
-        Some(n) => n,
-        None => defaults.fitted_gen_len(&model, &prompts, args.raw, block_len)?,
-    };
-    let mut cfg = GenerateConfig {
-        gen_len,
-        steps: args.steps.unwrap_or(gen_len),
-        block_len: block_len.unwrap_or(gen_len).min(gen_len),
-        cfg: args.cfg,
-        early_stop: args.early_stop,
-        seed: g.seed.unwrap_or(0),
-        ..GenerateConfig::default()
-    };
+    let asked = Requested { gen_len: args.gen_len, block_len: args.block_len, steps: args.steps, temperature: args.decode.temperature, top_p: args.decode.top_p, top_k: args.decode.top_k };
+    let s = GenerationDefaults::of_model(&model_spec)?.settle(&model, &prompts, args.raw, &asked)?;
+    let gen_len = s.gen_len;
+    let mut cfg = GenerateConfig { gen_len, steps: s.steps, block_len: s.block_len, cfg: args.cfg, early_stop: args.early_stop, seed: g.seed.unwrap_or(0), ..GenerateConfig::default() };
     args.decode.apply(&mut cfg);
-    if args.decode.temperature.is_none() {
-        cfg.temperature = defaults.temperature.unwrap_or(0.0);
-        cfg.top_p = args.decode.top_p.or(defaults.top_p);
-        cfg.top_k = args.decode.top_k.or(defaults.top_k);
-    }
+    (cfg.temperature, cfg.top_p, cfg.top_k) = (s.temperature, s.top_p, s.top_k);
     if gen_len == 0 {
         bail!("--gen-len must be > 0");
     }

@@ -1,5 +1,5 @@
 //! Finding a model's files: a local Hugging Face folder, or a hub id resolved through the
-//! local hub cache first and a download second (hf-hub).
+//! local hub cache first and a download second (the core's [`stipple_core::hub`]).
 
 use std::path::{Path, PathBuf};
 
@@ -54,8 +54,7 @@ impl ModelFiles {
                 "{spec} is a file; pass the model folder (with config.json, *.safetensors, tokenizer.json)"
             )));
         }
-        let looks_like_id = spec.split('/').count() == 2 && !spec.starts_with('.') && !spec.contains('\\');
-        if !looks_like_id {
+        if !stipple_core::hub::is_hub_id(spec) {
             return Err(Error::Model(format!(
                 "{spec}: no such folder, and not a hub id of the form owner/name"
             )));
@@ -102,55 +101,29 @@ impl ModelFiles {
         })
     }
 
-    /// Resolve a hub id: the local hub cache first, then a download.
+    /// Resolve a hub id through the core's hub resolver (the local hub cache first, then
+    /// a download of the files [`transformers_files`] picks).
     pub fn from_hub(spec: &str) -> Result<Self> {
-        use hf_hub::{Repo, RepoType};
-        let (id, rev) = match spec.split_once('@') {
-            Some((id, rev)) => (id.to_string(), rev.to_string()),
-            None => (spec.to_string(), "main".to_string()),
-        };
-        let repo = Repo::with_revision(id.clone(), RepoType::Model, rev);
-        let cache = hf_hub::Cache::from_env().repo(repo.clone());
-        let api = hf_hub::api::sync::ApiBuilder::from_env()
-            .with_progress(true)
-            .build()
-            .map_err(|e| Error::Model(format!("hub client: {e}")))?
-            .repo(repo);
-        let get = |name: &str| -> Result<PathBuf> {
-            if let Some(p) = cache.get(name) {
-                return Ok(p);
-            }
-            api.get(name).map_err(|e| {
-                Error::Model(format!(
-                    "could not fetch {name} of {id} from the Hugging Face hub ({e}). \
-                     Offline? Download the model folder (config.json, model.safetensors or \
-                     model.safetensors.index.json + shards, tokenizer.json, tokenizer_config.json) \
-                     and pass its path to --model"
-                ))
-            })
-        };
-        let try_get = |name: &str| get(name).ok();
-        let config = get("config.json")?;
-        let weights = match try_get(INDEX) {
-            Some(index) => shard_names(&index)?
-                .iter()
-                .map(|n| get(n))
-                .collect::<Result<Vec<_>>>()?,
-            None => vec![get(SINGLE)?],
-        };
-        Ok(Self {
-            config,
-            weights,
-            tokenizer: get("tokenizer.json")?,
-            tokenizer_config: try_get("tokenizer_config.json"),
-            generation_config: try_get("generation_config.json"),
-        })
+        let root = stipple_core::hub::snapshot(spec, "config.json", &transformers_files).map_err(|e| Error::Model(e.to_string()))?;
+        Self::from_dir(&root)
     }
 
     /// Read `config.json`.
     pub fn config_json(&self) -> Result<serde_json::Value> {
         read_json(&self.config)
     }
+}
+
+/// The files of a transformers model repository worth fetching: the JSON files at its
+/// root (configs, tokenizer, shard index) and its safetensors weights there (one file or
+/// shards); PyTorch `.bin` weights, remote code and subfolders are skipped.
+pub fn transformers_files(listing: &[String]) -> std::result::Result<Vec<String>, String> {
+    let at_root = |f: &&String| !f.contains('/');
+    let keep: Vec<String> = listing.iter().filter(at_root).filter(|f| f.ends_with(".json") || f.ends_with(".safetensors")).cloned().collect();
+    if !keep.iter().any(|f| f.ends_with(".safetensors")) {
+        return Err(format!("safetensors weights ({SINGLE} or {INDEX} with shards)"));
+    }
+    Ok(keep)
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
@@ -174,6 +147,14 @@ mod tests {
         let err = ModelFiles::from_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("model-00001-of-00002.safetensors"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn picks_root_configs_and_safetensors() {
+        let listing: Vec<String> = ["config.json", "modeling_llada.py", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", INDEX, "tokenizer.json", "pytorch_model.bin", "extra/x.safetensors"].iter().map(|s| s.to_string()).collect();
+        let got = transformers_files(&listing).unwrap();
+        assert_eq!(got, vec!["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", INDEX, "tokenizer.json"]);
+        assert!(transformers_files(&["config.json".to_string(), "pytorch_model.bin".to_string()]).unwrap_err().contains("safetensors"));
     }
 
     #[test]

@@ -10,6 +10,40 @@ use crate::pipeline::TextModel;
 /// Length used when neither the user nor the model says.
 pub const FALLBACK_GEN_LEN: usize = 128;
 
+/// What the user asked for (`None`: not given), to merge with a model's recommendations.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Requested {
+    /// Tokens to generate.
+    pub gen_len: Option<usize>,
+    /// Semi-autoregressive block length.
+    pub block_len: Option<usize>,
+    /// Denoising steps.
+    pub steps: Option<usize>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus filter.
+    pub top_p: Option<f64>,
+    /// Top-k filter.
+    pub top_k: Option<usize>,
+}
+
+/// The decoding settings a request ends up with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settled {
+    /// Tokens to generate.
+    pub gen_len: usize,
+    /// Semi-autoregressive block length (at most `gen_len`).
+    pub block_len: usize,
+    /// Denoising steps.
+    pub steps: usize,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Nucleus filter.
+    pub top_p: Option<f64>,
+    /// Top-k filter.
+    pub top_k: Option<usize>,
+}
+
 /// What a model folder recommends (every field optional).
 #[derive(Clone, Default, Debug, PartialEq)]
 pub struct GenerationDefaults {
@@ -47,6 +81,23 @@ impl GenerationDefaults {
             Some(path) => Self::from_file(&path),
             None => Ok(Self::default()),
         }
+    }
+
+    /// The settings for a request, each the user's, else the model's, else stipple's
+    /// (one block of the whole length, a step per token, greedy): the one merge the CLI,
+    /// the studio and the API share. The model's sampling filters apply only when the user
+    /// set no temperature (they belong to its recommended temperature).
+    pub fn settle(&self, model: &TextModel, prompts: &[String], raw: bool, asked: &Requested) -> Result<Settled> {
+        let block_len = asked.block_len.or(self.block_len);
+        let gen_len = match asked.gen_len {
+            Some(n) => n,
+            None => self.fitted_gen_len(model, prompts, raw, block_len)?,
+        };
+        let (temperature, top_p, top_k) = match asked.temperature {
+            Some(t) => (t, asked.top_p, asked.top_k),
+            None => (self.temperature.unwrap_or(0.0), asked.top_p.or(self.top_p), asked.top_k.or(self.top_k)),
+        };
+        Ok(Settled { gen_len, block_len: block_len.unwrap_or(gen_len).min(gen_len), steps: asked.steps.unwrap_or(gen_len), temperature, top_p, top_k })
     }
 
     /// The length to generate when the user gave none: the recommended one, cut to what

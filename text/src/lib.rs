@@ -4,16 +4,14 @@
 //! * [`models`]: LLaDA, Dream and BERT-family networks behind one [`models::DiffusionLm`].
 //! * [`tokenizer`]: tokenizer.json + chat templates (minijinja).
 //! * [`infill`]: templates of fixed text and constrained holes (regex, words, characters).
-//! * [`corpus`], [`train`], [`eval`]: preparing text, training tokenizers and models
-//!   with LLaDA's objective, and measuring them on held-out text.
+//! * `train` (the `train` feature): preparing text, training tokenizers and models with
+//!   LLaDA's objective, and measuring them on held-out text.
 //! * [`generate`]: the decoding loop (LLaDA / Dream / Fast-dLLM policies from
 //!   `stipple_core::discrete`, semi-autoregressive blocks, CFG, KV caching, early stop,
 //!   batches, streaming).
 #![warn(missing_docs)]
 
-pub mod corpus;
 pub mod error;
-pub mod eval;
 pub mod files;
 pub mod generate;
 pub mod generation_defaults;
@@ -21,6 +19,7 @@ pub mod infill;
 pub mod models;
 pub mod pipeline;
 pub mod tokenizer;
+#[cfg(feature = "train")]
 pub mod train;
 
 pub use error::{Error, Result};

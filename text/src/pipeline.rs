@@ -29,6 +29,30 @@ pub struct TextOutput {
 }
 
 impl TextModel {
+    /// The generated part of row `row` of a canvas as text, each run of undecided tokens'
+    /// places shown as one `hole` per token (the CLI's stream, the studio's live canvas).
+    pub fn canvas_text(&self, view: &CanvasView, row: usize, hole: &str) -> String {
+        let (Some(tokens), Some(&start)) = (view.rows.get(row), view.gen_start.get(row)) else { return String::new() };
+        let mut out = String::new();
+        let mut decided: Vec<u32> = Vec::new();
+        let flush = |decided: &mut Vec<u32>, out: &mut String| {
+            if !decided.is_empty() {
+                out.push_str(&self.tokenizer.decode(decided, true).unwrap_or_default());
+                decided.clear();
+            }
+        };
+        for &t in &tokens[start..] {
+            if t == view.mask_id {
+                flush(&mut decided, &mut out);
+                out.push_str(hole);
+            } else {
+                decided.push(t);
+            }
+        }
+        flush(&mut decided, &mut out);
+        out
+    }
+
     /// Load a local folder or hub id.
     pub fn load(spec: &str, device: &Device, dtype: DType) -> Result<Self> {
         let files = ModelFiles::resolve(spec)?;

@@ -8,6 +8,7 @@
 //! * [`confidence`]: how sure the model is (probability, margin, entropy, random).
 //! * [`select`]: which positions to commit (top-k, threshold, factor, sampled).
 //! * [`policy`]: the three tied together in one [`step`].
+//! * [`forward_process`]: masking clean text (training and evaluation objectives).
 //!
 //! The deterministic paths use the fused kernel
 //! [`stipple_kernels::confidence::confidence_stats`]. Parity with the Python references
@@ -15,6 +16,7 @@
 //! `tools/make_discrete_goldens.py`.
 
 pub mod confidence;
+pub mod forward_process;
 pub mod policy;
 pub mod sampling;
 pub mod schedule;

@@ -112,18 +112,6 @@ impl Scheduler for Ddim {
         }
         Ok(prev)
     }
-    fn linear_step(&self, i: usize) -> Option<(f32, f32)> {
-        if self.eta > 0.0 || self.clip.is_some() || self.prediction != PredictionType::Epsilon || i >= self.timesteps.len() {
-            return None;
-        }
-        let t = self.timesteps[i] as i64;
-        let prev_t = t - self.stride;
-        let a_t = self.schedule.alphas_cumprod[t as usize];
-        let a_prev = if prev_t >= 0 { self.schedule.alphas_cumprod[prev_t as usize] } else { self.final_alpha_cumprod };
-        // x0 = (x - sqrt(1 - a_t) eps) / sqrt(a_t); next = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps.
-        let a = a_prev.sqrt() / a_t.sqrt();
-        Some((a, (1.0 - a_prev).sqrt() - a * (1.0 - a_t).sqrt()))
-    }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
         alpha_bar_noise(&self.schedule, original, noise, self.timesteps[i])
     }

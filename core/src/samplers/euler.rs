@@ -47,11 +47,6 @@ impl Scheduler for Euler {
         let derivative = super::div(&(sample - x0)?, sigma)?;
         Ok((sample + derivative.affine((next - sigma) as f64, 0.0)?)?)
     }
-    fn linear_step(&self, i: usize) -> Option<(f32, f32)> {
-        // epsilon: x0 = x - sigma eps, so next = x + (sigma_next - sigma) eps.
-        (self.prediction == PredictionType::Epsilon && i + 1 < self.schedule.sigmas.len())
-            .then(|| (1.0, self.schedule.sigmas[i + 1] - self.schedule.sigmas[i]))
-    }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
         self.schedule.add_noise(original, noise, i)
     }

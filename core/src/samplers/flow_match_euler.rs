@@ -70,9 +70,6 @@ impl Scheduler for FlowMatchEuler {
         let dt = self.sigmas[i + 1] - self.sigmas[i];
         Ok((sample + out.affine(dt as f64, 0.0)?)?)
     }
-    fn linear_step(&self, i: usize) -> Option<(f32, f32)> {
-        (i + 1 < self.sigmas.len()).then(|| (1.0, self.sigmas[i + 1] - self.sigmas[i]))
-    }
     fn add_noise(&self, original: &Tensor, noise: &Tensor, i: usize) -> Result<Tensor> {
         let s = self.sigmas[i];
         super::lin2(noise, s, original, 1.0 - s)

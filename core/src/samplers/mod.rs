@@ -27,6 +27,7 @@ use crate::config::SchedulerConfig;
 use crate::noise::NoiseSource;
 use crate::progress::{CancelToken, Progress, StepReporter};
 use crate::{Error, Result};
+pub(crate) use crate::tensor_math::{div, lin2};
 
 pub use ddim::Ddim;
 pub use ddpm::Ddpm;
@@ -63,12 +64,6 @@ pub trait Scheduler: Send {
     }
     /// Advances the sample by one entry of [`Scheduler::timesteps`].
     fn step(&mut self, model_output: &Tensor, step_index: usize, sample: &Tensor, noise: &mut dyn NoiseSource) -> Result<Tensor>;
-    /// For steps that are linear in the sample and the model output and use no noise:
-    /// `(a, b)` with `next = a * sample + b * output`. Lets [`crate::guidance::guided_step`]
-    /// fuse guidance and the update into one kernel. `None` means "call [`Scheduler::step`]".
-    fn linear_step(&self, _step_index: usize) -> Option<(f32, f32)> {
-        None
-    }
     /// Noises a clean sample to the noise level of `step_index` (img2img, inpainting).
     fn add_noise(&self, original: &Tensor, noise: &Tensor, step_index: usize) -> Result<Tensor>;
 }
@@ -337,18 +332,6 @@ pub fn inpaint_blend(
     let keep = mask.broadcast_as(latents.shape())?;
     let inv = keep.affine(-1.0, 1.0)?;
     Ok(((known * inv)? + (latents * keep)?)?)
-}
-
-/// `a * x + b * y` with f32 coefficients (the shape of almost every sampler update).
-pub(crate) fn lin2(x: &Tensor, a: f32, y: &Tensor, b: f32) -> Result<Tensor> {
-    Ok((x.affine(a as f64, 0.0)? + y.affine(b as f64, 0.0)?)?)
-}
-
-/// `x / s` as a true division (not a multiplication by 1/s), so results round exactly like
-/// torch's: near sigma = 4096 (zero-SNR) the difference is visible after cancellation.
-pub(crate) fn div(x: &Tensor, s: f32) -> Result<Tensor> {
-    let s = Tensor::new(s, x.device())?.to_dtype(x.dtype())?;
-    Ok(x.broadcast_div(&s)?)
 }
 
 /// Checks a step index against a schedule's length with a clear error.

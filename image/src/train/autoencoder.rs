@@ -7,7 +7,7 @@
 use candle_core::{D, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use stipple_core::noise::PortableRng;
-use stipple_core::training::{LoopOptions, StepReport, TrainState, train_loop};
+use stipple_core::training::{LoopOptions, TrainStep, TrainState, train_loop};
 
 use crate::error::{Error, Result};
 use crate::models::vae::{AutoencoderKL, VaeConfig};
@@ -98,7 +98,7 @@ pub fn train(
     opts: &AutoencoderOptions,
     looped: &LoopOptions,
     state: &mut TrainState,
-    on_step: &mut dyn FnMut(&StepReport, &TrainState) -> bool,
+    on_step: &mut dyn FnMut(&TrainStep, &TrainState) -> bool,
 ) -> Result<()> {
     let mut objective = |rng: &mut PortableRng| -> Result<Tensor> {
         let x = batch(images, opts.batch, rng)?;

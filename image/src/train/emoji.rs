@@ -125,6 +125,20 @@ pub fn prepare(sheet_path: &Path, names_path: &Path, out: &Path, opts: &EmojiOpt
     Ok(records)
 }
 
+/// The emoji training set in `out`: pictures of `opts.size` (8 to 512 pixels) with their
+/// names as captions in `metadata.jsonl`.
+pub fn prepare_set(sheet_path: &Path, names_path: &Path, out: &Path, opts: &EmojiOptions) -> Result<Vec<Record>> {
+    if !(8..=512).contains(&opts.size) {
+        return Err(Error::InvalidArgument("--size must be between 8 and 512 pixels".into()));
+    }
+    let records = prepare(sheet_path, names_path, out, opts)?;
+    if records.is_empty() {
+        return Err(Error::InvalidArgument(format!("no emoji of {} had a name in {}", sheet_path.display(), names_path.display())));
+    }
+    super::dataset::write_metadata(out, &records)?;
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,16 @@ use super::dataset::ImageFolder;
 use crate::error::Result;
 use crate::pipeline::{ImageRequest, StableDiffusion};
 
+/// Loads the pipeline in `model` and its training folder `data` (at the autoencoder's
+/// picture size) and runs [`nearest_caption`].
+pub fn eval_image(model: &std::path::Path, data: &std::path::Path, opts: &EvalOptions, device: &candle_core::Device, dtype: candle_core::DType) -> Result<EvalReport> {
+    let pipe = StableDiffusion::load(model, device, dtype).map_err(|e| crate::Error::Model(format!("loading {}: {e}", model.display())))?;
+    let vae_cfg: crate::models::vae::VaeConfig = crate::error::read_json(&model.join("vae/config.json"))?;
+    let size = vae_cfg.sample_size.ok_or_else(|| crate::Error::Model("the autoencoder's config has no sample_size".into()))? as u32;
+    let data = ImageFolder::load(data, size, device)?;
+    nearest_caption(&pipe, &data, opts)
+}
+
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct EvalOptions {

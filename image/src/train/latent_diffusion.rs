@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use stipple_core::noise::PortableRng;
 use stipple_core::prediction::PredictionType;
-use stipple_core::training::{LoopOptions, StepReport, TrainState, noised_pair, train_loop};
+use stipple_core::training::{LoopOptions, TrainStep, TrainState, noised_pair, train_loop};
 
 use crate::error::{Error, Result};
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
@@ -151,7 +151,7 @@ pub fn train(
     opts: &DiffusionOptions,
     looped: &LoopOptions,
     state: &mut TrainState,
-    on_step: &mut dyn FnMut(&StepReport, &TrainState) -> bool,
+    on_step: &mut dyn FnMut(&TrainStep, &TrainState) -> bool,
 ) -> Result<()> {
     if data.captions.len() != data.mean.dim(0)? || data.captions.is_empty() {
         return Err(Error::InvalidArgument(format!("{} captions for {} latents", data.captions.len(), data.mean.dim(0)?)));

@@ -1,15 +1,17 @@
 //! `stipple train`: preparing data and training small models with stipple itself —
 //! masked-diffusion text models ([`text`]), latent text-to-image models ([`image`]) and,
-//! on spectrogram pictures, text-to-music models ([`music`]),
-//! through one run driver ([`session`]: checkpoints, resume, progress, loss curve).
+//! on spectrogram pictures, text-to-music models ([`music`]). The recipes and the run
+//! driver live in the library (`stipple_core::training`, each backend's `train`); this
+//! module parses arguments and draws the progress bar ([`RunBar`]).
 
 pub mod image;
 pub mod music;
-pub mod session;
 pub mod text;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use stipple_core::training::{RunEvent, RunSettings};
 
 use super::Global;
 
@@ -78,14 +80,69 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The loop settings with `lr` as the default peak rate.
-    pub fn looped(&self, default_lr: f64, seed: u64) -> stipple_core::training::LoopOptions {
-        let lr = self.lr.unwrap_or(default_lr);
-        stipple_core::training::LoopOptions {
+    /// The library's run settings, with the global seed.
+    pub fn settings(&self, g: &Global) -> RunSettings {
+        RunSettings {
+            resume: self.resume,
             steps: self.steps,
-            schedule: stipple_core::training::WarmupCosine { peak: lr, warmup: self.warmup, total: self.steps, floor: lr * 0.1 },
-            clip: Some(self.clip),
-            seed,
+            lr: self.lr,
+            warmup: self.warmup,
+            weight_decay: self.weight_decay,
+            clip: self.clip,
+            ema: self.ema,
+            checkpoint_every: self.checkpoint_every,
+            max_minutes: self.max_minutes,
+            seed: g.seed.unwrap_or(0),
+        }
+    }
+}
+
+/// Draws a run's events: a bar on a terminal (loss, throughput, learning rate), a line
+/// per checkpoint in logs of unattended runs, nothing but notes with `--json`.
+pub struct RunBar {
+    bar: ProgressBar,
+    /// The bar draws only on a terminal; logs get a line per checkpoint instead.
+    log_lines: bool,
+}
+
+impl RunBar {
+    /// A bar for a run (hidden with `--json`).
+    pub fn new(g: &Global) -> Result<Self> {
+        let bar = ProgressBar::with_draw_target(Some(0), if g.json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+        bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} (eta {eta})")?.progress_chars("=> "));
+        Ok(Self { bar, log_lines: !g.json && !std::io::IsTerminal::is_terminal(&std::io::stderr()) })
+    }
+
+    /// Shows one event.
+    pub fn show(&self, event: &RunEvent) {
+        match event {
+            RunEvent::Started { step, of, resumed } => {
+                if *resumed {
+                    eprintln!("resuming at step {step} of {of}");
+                }
+                self.bar.set_length(*of as u64);
+                self.bar.set_position(*step as u64);
+            }
+            RunEvent::Note(line) => eprintln!("{line}"),
+            RunEvent::Step(s) => {
+                self.bar.set_message(format!("loss {:.4} | {:.0} {}/s | lr {:.1e}", s.loss_avg, s.rate, s.unit, s.lr));
+                self.bar.set_position(s.step as u64);
+            }
+            RunEvent::Saved(s) => {
+                if self.log_lines {
+                    eprintln!("step {}/{}: loss {:.4}, {:.0} {}/s, lr {:.2e}, {:.1} min", s.step, s.of, s.loss_avg, s.rate, s.unit, s.lr, s.minutes);
+                }
+            }
+        }
+    }
+
+    /// Ends the bar and prints the run's summary (JSON, or a line naming the model).
+    pub fn finish(&self, g: &Global, summary: &serde_json::Value, out: &std::path::Path) {
+        self.bar.finish();
+        if g.json {
+            println!("{summary}");
+        } else {
+            println!("{}/{} steps in {:.1} min; model in {}, loss curve in {}", summary["steps"], summary["of_steps"], summary["seconds"].as_f64().unwrap_or(0.0) / 60.0, out.display(), out.join("loss.png").display());
         }
     }
 }

@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use stipple_audio::SpectrogramParams;
-use stipple_audio::music_set::{self, GmRenderer};
-use stipple_image::train::dataset;
+use stipple_audio::train::eval::{MusicEvalOptions, TempoScore};
+use stipple_audio::train::{music_set, recipe};
 
 use super::super::Global;
 
@@ -43,21 +43,12 @@ pub fn prepare_music(g: &Global, a: &PrepareMusicArgs) -> Result<()> {
         Some(p) => SpectrogramParams::from_file(p)?,
         None => music_set::mini_params(),
     };
-    if a.clips == 0 || a.width == 0 {
-        bail!("--clips and --width must be positive");
-    }
-    let renderer = GmRenderer::new(&a.soundfont, params.sample_rate)?;
-    let drums = match &a.samples {
-        Some(dir) => Some(stipple_audio::drum_kits::DrumSamples::load(dir, params.sample_rate)?),
-        None => None,
-    };
-    let records = music_set::prepare(&renderer, &params, &a.out, a.clips, a.width, g.seed.unwrap_or(0), drums.as_ref())?;
-    dataset::write_metadata(&a.out, &records)?;
+    let set = recipe::prepare_music(&a.soundfont, &params, &a.out, a.clips, a.width, g.seed.unwrap_or(0), a.samples.as_deref())?;
     if g.json {
-        let kits = drums.as_ref().map(|d| json!({ "kicks": d.kicks.len(), "snares": d.snares.len(), "hats": d.hats.len() }));
-        println!("{}", json!({ "clips": records.len(), "width": a.width, "mel_bins": params.num_frequencies, "drum_samples": kits }));
+        let kits = set.drum_samples.map(|(kicks, snares, hats)| json!({ "kicks": kicks, "snares": snares, "hats": hats }));
+        println!("{}", json!({ "clips": set.clips, "width": a.width, "mel_bins": params.num_frequencies, "drum_samples": kits }));
     } else {
-        println!("{} captioned spectrograms ({} mel bins x {} frames) in {}", records.len(), params.num_frequencies, a.width, a.out.display());
+        println!("{} captioned spectrograms ({} mel bins x {} frames) in {}", set.clips, params.num_frequencies, a.width, a.out.display());
     }
     Ok(())
 }
@@ -95,28 +86,14 @@ pub struct EvalMusicArgs {
 }
 
 pub fn eval_music(g: &Global, a: &EvalMusicArgs) -> Result<()> {
-    use stipple_audio::eval::{MusicEvalOptions, prompt_following, reference};
-    let known: Vec<&str> = music_set::INSTRUMENTS.iter().map(|(n, _)| *n).collect();
-    if let Some(bad) = a.instruments.iter().find(|i| !known.contains(&i.as_str())) {
-        bail!("unknown instrument {bad:?}: the training captions use {}", known.join(", "));
-    }
-    let model = stipple_audio::Riffusion::load(&a.model, &g.device, g.dtype)?;
     let opts = MusicEvalOptions { instruments: a.instruments.clone(), tempos: a.tempos.clone(), seconds: a.seconds, steps: a.steps, guidance: a.guidance, seeds: a.seeds, seed: g.seed.unwrap_or(0), save_clips: a.save_clips.clone() };
-    let generated = prompt_following(&model, &opts)?;
-    let (refs, through) = match &a.soundfont {
-        Some(sf2) => {
-            let renderer = GmRenderer::new(sf2, model.codec().params().sample_rate)?;
-            let (direct, through) = reference(&renderer, model.codec(), &opts)?;
-            (Some(direct), Some(through))
-        }
-        None => (None, None),
-    };
+    let r = recipe::eval_music(&a.model, a.soundfont.as_deref(), &opts, &g.device, g.dtype)?;
     if g.json {
-        println!("{}", json!({ "generated": generated, "reference": refs, "reference_through_spectrogram": through }));
+        println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
-    let score = |s: &stipple_audio::eval::TempoScore| format!("{:.0}% within 6% ({:.0}% allowing half or double), rank correlation {:.2}", 100.0 * s.within_6pct, 100.0 * s.within_6pct_octave, s.rank_correlation);
-    for (name, r) in [("generated", Some(&generated)), ("reference renders", refs.as_ref()), ("reference renders made audible from their spectrograms", through.as_ref())] {
+    let score = |s: &TempoScore| format!("{:.0}% within 6% ({:.0}% allowing half or double), rank correlation {:.2}", 100.0 * s.within_6pct, 100.0 * s.within_6pct_octave, s.rank_correlation);
+    for (name, r) in [("generated", Some(&r.generated)), ("reference renders", r.reference.as_ref()), ("reference renders made audible from their spectrograms", r.reference_through_spectrogram.as_ref())] {
         let Some(r) = r else { continue };
         println!("{name} ({} clips):", r.clips.len());
         println!("  tempo drawn in the spectrogram: {}", score(&r.drawn));

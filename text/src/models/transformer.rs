@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 
 use crate::error::{Result, invalid};
 
@@ -202,8 +202,20 @@ impl Proj {
     }
 }
 
+/// RMSNorm on the kernels' trainable form (fused at inference).
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(stipple_kernels::norm::rms_norm(x, &self.weight, self.eps)?)
+    }
+}
+
 fn rms(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
-    Ok(RmsNorm::new(vb.pp(name).get(size, "weight")?, eps))
+    Ok(RmsNorm { weight: vb.pp(name).get(size, "weight")?, eps })
 }
 
 impl Transformer {
@@ -284,7 +296,13 @@ impl Transformer {
     /// Logits `[B, rows, vocab]` (f32) for a span. With `cache`, keys outside the span
     /// come from it; with `store`, this pass's keys/values (which must then cover the
     /// whole canvas) replace the cache's.
-    pub fn forward(&self, span: &Span, mut cache: Option<&mut KvCache>, store: bool) -> Result<Tensor> {
+    pub fn forward(&self, span: &Span, cache: Option<&mut KvCache>, store: bool) -> Result<Tensor> {
+        self.logits(&self.hidden_states(span, cache, store)?)
+    }
+
+    /// The final hidden states `[B, rows, hidden]` (after the last norm) of a span, as
+    /// [`Transformer::forward`] computes them before the output head.
+    pub fn hidden_states(&self, span: &Span, mut cache: Option<&mut KvCache>, store: bool) -> Result<Tensor> {
         let (b, n) = span.ids.dims2()?;
         if store && span.start != 0 {
             return Err(invalid("a cache can only be stored from a full-canvas pass"));
@@ -331,8 +349,12 @@ impl Transformer {
                 c.layers = fresh;
             }
         }
-        let x = self.final_norm.forward(&x)?;
-        let mut logits = self.head.forward(&x)?;
+        self.final_norm.forward(&x)
+    }
+
+    /// Logits `[B, rows, vocab]` (f32) of final hidden states `[B, rows, hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let mut logits = self.head.forward(hidden)?;
         if self.cfg.scale_logits {
             logits = (logits / (self.cfg.hidden as f64).sqrt())?;
         }
@@ -363,7 +385,7 @@ impl Block {
         };
         let k = heads(qkv.narrow(2, hq, hkv)?, cfg.kv_heads, n)?;
         let v = heads(qkv.narrow(2, hq + hkv, hkv)?, cfg.kv_heads, n)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let k = stipple_kernels::rotary::rope(&k, cos, sin)?;
         // queries (and everything after attention) only for the wanted rows
         let (x, q, qn, cos_q, sin_q) = match &rows {
             Some(r) if r.len() < n => {
@@ -381,7 +403,7 @@ impl Block {
             }
             _ => (x.clone(), qkv.narrow(2, 0, hq)?, n, cos.clone(), sin.clone()),
         };
-        let q = candle_nn::rotary_emb::rope(&heads(q, cfg.heads, qn)?, &cos_q, &sin_q)?;
+        let q = stipple_kernels::rotary::rope(&heads(q, cfg.heads, qn)?, &cos_q, &sin_q)?;
         let (keys, values) = match past {
             Some((pk, pv)) => (splice(pk, &k, start)?, splice(pv, &v, start)?),
             None => (k.clone(), v.clone()),

@@ -1,28 +1,25 @@
-//! Training LLaDA-architecture models with LLaDA's masked-diffusion objective.
-//!
-//! The inference network ([`crate::models::transformer`]) runs fused kernels (attention,
-//! SwiGLU, RMSNorm, rotary) that have no backward pass: gradients would silently stop
-//! there. [`TrainableLlada`] is its differentiable twin built from plain candle ops over
-//! the same parameters, stored under the hub checkpoint's names, so a trained model saves
-//! straight into the folder layout the inference side loads (a test checks both give the
-//! same logits).
+//! LLaDA's masked-diffusion objective, trained on the inference network itself: the
+//! [`Transformer`] is built from trainable variables in a [`VarMap`], and its fused
+//! kernels (attention, SwiGLU, RMSNorm, rotary) switch to their differentiable twins
+//! while gradients are tracked. Parameters carry the hub checkpoint's names, so a
+//! trained model saves straight into the folder layout `stipple text` loads.
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
+use stipple_core::discrete::forward_process::{mask_level, mask_tokens};
 use stipple_core::noise::NoiseSource;
+use stipple_core::training::{Params, TrainState, TrainStep};
 
 use crate::error::{Error, Result, invalid};
-pub use stipple_core::training::StepReport;
 use crate::models::llada::{self, NAMES};
-use crate::models::transformer::TransformerConfig;
+use crate::models::transformer::{Span, Transformer};
 
-/// A LLaDA model whose forward pass is differentiable, with its parameters in a [`VarMap`].
+/// A LLaDA model's trainable parameters, from which the inference network is built.
 pub struct TrainableLlada {
-    cfg: TransformerConfig,
+    cfg: llada::Config,
     varmap: VarMap,
-    inv_freq: Vec<f32>,
     device: Device,
 }
 
@@ -46,7 +43,7 @@ impl TrainableLlada {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let w = Init::Const(0.0);
-        let (h, m, hd) = (t.hidden, t.mlp_hidden, t.hidden / t.heads);
+        let (h, m) = (t.hidden, t.mlp_hidden);
         vb.get_with_hints((t.vocab, h), &format!("{}.weight", NAMES.embed), w)?;
         for i in 0..t.layers {
             for (part, shape) in [("q_proj", (h, h)), ("k_proj", (h, h)), ("v_proj", (h, h)), ("attn_out", (h, h)), ("ff_proj", (m, h)), ("up_proj", (m, h)), ("ff_out", (h, m))] {
@@ -60,85 +57,42 @@ impl TrainableLlada {
         if !t.tied_head {
             vb.get_with_hints((t.vocab, h), &format!("{}.weight", NAMES.head), w)?;
         }
-        let inv_freq = (0..hd / 2).map(|i| 1.0 / (t.rope_theta as f32).powf((2 * i) as f32 / hd as f32)).collect();
-        let model = Self { cfg: t, varmap, inv_freq, device: device.clone() };
+        let model = Self { cfg: cfg.clone(), varmap, device: device.clone() };
         let mut rng = stipple_core::noise::PortableRng::new(seed);
-        for var in named_params(&model)?.values().filter(|v| v.rank() == 2) {
+        for var in model.params()?.values().filter(|v| v.rank() == 2) {
             var.set(&(rng.randn(var.shape().clone(), DType::F32, device)? * 0.02)?)?;
         }
         Ok(model)
     }
 
-    /// The parameters, for an optimizer.
-    pub fn vars(&self) -> Vec<Var> {
-        self.varmap.all_vars()
-    }
-
-    /// The parameter map (for saving, loading and EMA copies).
-    pub fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
-
-    /// The shared transformer configuration.
-    pub fn config(&self) -> &TransformerConfig {
-        &self.cfg
-    }
-
-    fn param(&self, name: &str) -> Result<Tensor> {
+    /// The parameters by name, for the optimiser and the EMA.
+    pub fn params(&self) -> Result<Params> {
         let data = self.varmap.data().lock().map_err(|_| invalid("parameter map lock poisoned"))?;
-        data.get(name).map(|v| v.as_tensor().clone()).ok_or_else(|| Error::Model(format!("missing parameter {name}")))
+        Ok(data.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    /// The inference network over the current parameter values (build it again after an
+    /// optimiser step: it fuses the projections into new tensors).
+    pub fn network(&self) -> Result<Transformer> {
+        llada::new(&self.cfg, VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device))
     }
 
     /// Logits `[B, L, vocab]` of token ids `[B, L]` (bidirectional attention, every position).
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        self.head(&self.hidden(ids)?)
-    }
-
-    /// Final hidden states `[B, L, hidden]` (after the last norm), before the output head.
-    pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
-        let c = &self.cfg;
-        let (b, n) = ids.dims2()?;
-        let hd = c.hidden / c.heads;
-        let embed = self.param(&format!("{}.weight", NAMES.embed))?;
-        let mut x = embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, n, c.hidden))?;
-        if c.scale_embeddings {
-            x = (x * (c.hidden as f64).sqrt())?;
-        }
-        let pos = Tensor::arange(0u32, n as u32, &self.device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
-        let freqs = pos.broadcast_mul(&Tensor::from_slice(&self.inv_freq, (1, hd / 2), &self.device)?)?;
-        let (cos, sin) = (freqs.cos()?, freqs.sin()?);
-        for i in 0..c.layers {
-            let p = |part: &str| self.param(&block_name(i, part));
-            let h = rms_norm(&x, &p("attn_norm")?, c.norm_eps)?;
-            let heads = |w: Tensor| -> Result<Tensor> { Ok(linear(&h, &w)?.reshape((b, n, c.heads, hd))?.transpose(1, 2)?) };
-            let q = rope(&heads(p("q_proj")?)?, &cos, &sin)?;
-            let k = rope(&heads(p("k_proj")?)?, &cos, &sin)?;
-            let v = heads(p("v_proj")?)?;
-            let att = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
-            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
-            let out = att.matmul(&v.contiguous()?)?.transpose(1, 2)?.reshape((b, n, c.hidden))?;
-            x = (x + linear(&out, &p("attn_out")?)?)?;
-            let h = rms_norm(&x, &p("ff_norm")?, c.norm_eps)?;
-            let act = (linear(&h, &p("ff_proj")?)?.silu()? * linear(&h, &p("up_proj")?)?)?;
-            x = (x + linear(&act, &p("ff_out")?)?)?;
-        }
-        Ok(rms_norm(&x, &self.param(&format!("{}.weight", NAMES.final_norm))?, c.norm_eps)?)
-    }
-
-    /// Logits of final hidden states `[B, N, hidden]`.
-    pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {
-        let c = &self.cfg;
-        let head = self.param(&format!("{}.weight", if c.tied_head { NAMES.embed } else { NAMES.head }))?;
-        let logits = linear(hidden, &head)?;
-        Ok(if c.scale_logits { (logits / (c.hidden as f64).sqrt())? } else { logits })
+        self.network()?.forward(&whole(ids), None, false)
     }
 
     /// Writes `model.safetensors` and `config.json` (from `config`) into `dir`, the layout
     /// `stipple text --model DIR` loads (with a tokenizer beside them).
     pub fn save(&self, dir: &Path, config: &serde_json::Value) -> Result<()> {
-        let weights = named_params(self)?.into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+        let weights = self.params()?.into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
         save_model(dir, config, &weights, DType::F32)
     }
+}
+
+/// A span covering the whole of `ids`.
+fn whole(ids: &Tensor) -> Span<'_> {
+    Span { ids, start: 0, positions: None, key_mask: None, logits_rows: None }
 }
 
 /// Writes `weights` (e.g. a run's EMA) as `model.safetensors` in `dtype`, and `config`
@@ -152,60 +106,37 @@ pub fn save_model(dir: &Path, config: &serde_json::Value, weights: &std::collect
     stipple_core::output::write_file(&dir.join("config.json"), true, |tmp| std::fs::write(tmp, &text).map_err(|e| err(&e)))
 }
 
-/// `x W^T` for `x` `[B, N, in]` and `W` `[out, in]`.
-fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (b, n, k) = x.dims3()?;
-    Ok(x.reshape((b * n, k))?.matmul(&w.t()?)?.reshape((b, n, w.dim(0)?))?)
-}
-
-/// RMSNorm from basic ops (candle's fused `rms_norm` has no backward).
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok(x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)?)
-}
-
-/// Rotary embedding on halves (`candle_nn::rotary_emb::rope`'s layout) from basic ops:
-/// `[x1 cos - x2 sin, x2 cos + x1 sin]` for `x` `[B, H, N, D]`, `cos`/`sin` `[N, D/2]`.
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let (x1, x2) = (x.narrow(D::Minus1, 0, d / 2)?, x.narrow(D::Minus1, d / 2, d / 2)?);
-    let a = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-    let b = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
-    Ok(Tensor::cat(&[a, b], D::Minus1)?)
-}
-
 /// One batch of LLaDA's pre-training objective: every sequence gets a masking level
-/// `t ~ U(eps, 1)` (as `p = (1 - eps) u + eps`), each token is replaced by `[MASK]` with
-/// probability `p`, and the loss is the cross-entropy on the masked tokens divided by
-/// `p`, summed and averaged over all `B * L` positions (an upper bound on the negative
-/// log-likelihood). Returns the loss and how many tokens were masked.
-pub fn masked_diffusion_loss(model: &TrainableLlada, ids: &Tensor, mask_id: u32, eps: f64, rng: &mut dyn NoiseSource) -> Result<(Tensor, usize)> {
+/// `t ~ U(eps, 1)`, each token is replaced by `[MASK]` with probability `t` (the core's
+/// masked forward process), and the loss is the cross-entropy on the masked tokens
+/// divided by `t`, summed and averaged over all `B * L` positions (an upper bound on the
+/// negative log-likelihood). Returns the loss and how many tokens were masked.
+pub fn masked_diffusion_loss(net: &Transformer, ids: &Tensor, mask_id: u32, eps: f64, rng: &mut dyn NoiseSource) -> Result<(Tensor, usize)> {
     let (b, n) = ids.dims2()?;
     let tokens: Vec<u32> = ids.flatten_all()?.to_vec1()?;
-    let mut noisy = tokens.clone();
+    let mut noisy = Vec::with_capacity(b * n);
     let mut weights = vec![0f32; b * n];
-    let mut masked = 0;
-    for row in 0..b {
-        let p = (1.0 - eps) * rng.uniform() + eps;
-        for i in 0..n {
-            if rng.uniform() < p {
-                noisy[row * n + i] = mask_id;
-                weights[row * n + i] = (1.0 / p) as f32;
-                masked += 1;
-            }
+    for (row, seq) in tokens.chunks(n).enumerate() {
+        let p = mask_level(eps, rng);
+        let (masked_seq, masked) = mask_tokens(seq, p, mask_id, rng);
+        noisy.extend(masked_seq);
+        for (i, _) in masked.iter().enumerate().filter(|(_, m)| **m) {
+            weights[row * n + i] = (1.0 / p) as f32;
         }
     }
+    let rows: Vec<u32> = (0..b * n).filter(|&i| weights[i] > 0.0).map(|i| i as u32).collect();
+    let masked = rows.len();
     let dev = ids.device();
     if masked == 0 {
         // nothing to predict: a zero loss that still depends on the parameters
-        return Ok(((model.forward(ids)?.sum_all()? * 0.0)?, 0));
+        return Ok(((net.forward(&whole(ids), None, false)?.sum_all()? * 0.0)?, 0));
     }
     // only masked positions enter the loss: run the output head on those rows alone
-    let rows: Vec<u32> = (0..b * n).filter(|&i| weights[i] > 0.0).map(|i| i as u32).collect();
     let rows = Tensor::from_vec(rows, masked, dev)?;
-    let hidden = model.hidden(&Tensor::from_vec(noisy, (b, n), dev)?)?;
+    let noisy = Tensor::from_vec(noisy, (b, n), dev)?;
+    let hidden = net.hidden_states(&whole(&noisy), None, false)?;
     let hidden = hidden.reshape((b * n, hidden.dim(2)?))?.index_select(&rows, 0)?.unsqueeze(0)?;
-    let logp = candle_nn::ops::log_softmax(&model.head(&hidden)?.squeeze(0)?, D::Minus1)?;
+    let logp = candle_nn::ops::log_softmax(&net.logits(&hidden)?.squeeze(0)?, D::Minus1)?;
     let targets = ids.flatten_all()?.index_select(&rows, 0)?;
     let picked = logp.gather(&targets.unsqueeze(1)?.contiguous()?, 1)?.squeeze(1)?;
     let w = Tensor::from_vec(weights, b * n, dev)?.index_select(&rows, 0)?;
@@ -236,12 +167,6 @@ pub struct TrainOptions {
     pub seed: u64,
 }
 
-/// The model's parameters by name, for the optimiser and the EMA.
-pub fn named_params(model: &TrainableLlada) -> Result<stipple_core::training::Params> {
-    let data = model.varmap().data().lock().map_err(|_| invalid("parameter map lock poisoned"))?;
-    Ok(data.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-}
-
 /// Trains `model` on random windows of the token stream `corpus` with LLaDA's objective,
 /// continuing from `state`'s step (fresh, or restored from a checkpoint) through the
 /// core's [`train_loop`](stipple_core::training::train_loop).
@@ -250,8 +175,8 @@ pub fn train_masked_diffusion(
     corpus: &[u32],
     mask_id: u32,
     opts: &TrainOptions,
-    state: &mut stipple_core::training::TrainState,
-    on_step: &mut dyn FnMut(&StepReport, &stipple_core::training::TrainState) -> bool,
+    state: &mut TrainState,
+    on_step: &mut dyn FnMut(&TrainStep, &TrainState) -> bool,
 ) -> Result<()> {
     if corpus.len() <= opts.seq_len || opts.seq_len == 0 || opts.batch == 0 {
         return Err(invalid(format!("the corpus ({} tokens) must be longer than one sequence ({})", corpus.len(), opts.seq_len)));
@@ -265,7 +190,7 @@ pub fn train_masked_diffusion(
             ids.extend_from_slice(&corpus[start..start + opts.seq_len]);
         }
         let ids = Tensor::from_vec(ids, (opts.batch, opts.seq_len), &dev)?;
-        Ok(masked_diffusion_loss(model, &ids, mask_id, opts.mask_eps, rng)?.0)
+        Ok(masked_diffusion_loss(&model.network()?, &ids, mask_id, opts.mask_eps, rng)?.0)
     };
     stipple_core::training::train_loop(state, &looped, &mut loss, on_step)
 }
@@ -288,10 +213,10 @@ mod tests {
         let (cfg, _) = tiny_config();
         let model = TrainableLlada::new(&cfg, &Device::Cpu, 7).unwrap();
         let ids = Tensor::from_vec((0..2 * 24).map(|i| (i * 7 % 300) as u32 + 10).collect::<Vec<u32>>(), (2, 24), &Device::Cpu).unwrap();
-        let (loss, masked) = masked_diffusion_loss(&model, &ids, cfg.mask_token_id, 1e-3, &mut PortableRng::new(3)).unwrap();
+        let (loss, masked) = masked_diffusion_loss(&model.network().unwrap(), &ids, cfg.mask_token_id, 1e-3, &mut PortableRng::new(3)).unwrap();
         assert!(masked > 0);
         let grads = loss.backward().unwrap();
-        let vars = model.varmap().data().lock().unwrap().clone();
+        let vars = model.params().unwrap();
         assert!(vars.len() >= 2 * 9 + 3);
         for (name, var) in vars {
             let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} gets no gradient"));
@@ -318,7 +243,7 @@ mod tests {
             seed: 1,
         };
         let mut losses = Vec::new();
-        let mut state = stipple_core::training::TrainState::new(named_params(&model).unwrap(), opts.weight_decay, opts.ema_decay).unwrap();
+        let mut state = TrainState::new(model.params().unwrap(), opts.weight_decay, opts.ema_decay).unwrap();
         train_masked_diffusion(&model, &corpus, cfg.mask_token_id, &opts, &mut state, &mut |r, _| {
             losses.push(r.loss);
             true
@@ -338,8 +263,7 @@ mod tests {
         std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llada-tiny/tokenizer.json"), dir.join("tokenizer.json")).unwrap();
         let lm = crate::models::DiffusionLm::load_path(&dir, &Device::Cpu, DType::F32).unwrap();
         let ids = Tensor::from_vec((0..30).map(|i| (i * 13 % 390) as u32).collect::<Vec<u32>>(), (1, 30), &Device::Cpu).unwrap();
-        let span = crate::models::transformer::Span { ids: &ids, start: 0, positions: None, key_mask: None, logits_rows: None };
-        let want = lm.forward(&span, None, false).unwrap();
+        let want = lm.forward(&whole(&ids), None, false).unwrap();
         let got = model.forward(&ids).unwrap();
         let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-4, "{diff}");

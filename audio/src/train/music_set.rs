@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
 use stipple_core::noise::PortableRng;
 
-use crate::drum_kits::{DrumKit, DrumSamples};
+use super::drum_kits::{DrumKit, DrumSamples};
 use crate::error::{AudioError, Result, file_err};
 
 /// Mixed into the seed of the sampled-kit draws, to keep them apart from the phrases'.

@@ -15,7 +15,7 @@ use crate::analysis::{spectral_centroid, tempo_of_mel};
 use crate::codec::SpectrogramCodec;
 use crate::griffin_lim::PhaseInit;
 use crate::error::Result;
-use crate::music_set::{GmRenderer, INSTRUMENTS, Pattern, Phrase};
+use super::music_set::{GmRenderer, INSTRUMENTS, Pattern, Phrase};
 use crate::pipeline::{MusicRequest, Riffusion};
 
 /// What to generate.

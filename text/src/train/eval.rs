@@ -4,6 +4,7 @@
 //! mask levels stratified over the windows.
 
 use candle_core::{D, Tensor};
+use stipple_core::discrete::forward_process::mask_tokens;
 use stipple_core::noise::PortableRng;
 
 use crate::error::{Result, invalid};
@@ -77,13 +78,6 @@ impl Unigram {
     }
 }
 
-/// Masks each token of `window` with probability `p`; returns the noisy ids and mask.
-fn mask_window(window: &[u32], p: f64, mask_id: u32, rng: &mut PortableRng) -> (Vec<u32>, Vec<bool>) {
-    let masked: Vec<bool> = window.iter().map(|_| rng.next_uniform() < p).collect();
-    let noisy = window.iter().zip(&masked).map(|(&t, &m)| if m { mask_id } else { t }).collect();
-    (noisy, masked)
-}
-
 /// Log-probabilities `[B, L, V]` of a batch of noisy windows.
 fn log_probs(lm: &DiffusionLm, rows: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
     let (b, n) = (rows.len(), rows[0].len());
@@ -111,7 +105,7 @@ pub fn evaluate(lm: &DiffusionLm, train: &[u32], heldout: &[u32], opts: &EvalOpt
     let mut bound = 0.0;
     for (chunk_index, chunk) in windows.chunks(opts.batch.max(1)).enumerate() {
         // accuracy at the fixed ratio
-        let masks: Vec<(Vec<u32>, Vec<bool>)> = chunk.iter().map(|win| mask_window(win, opts.mask_ratio, mask_id, &mut rng)).collect();
+        let masks: Vec<(Vec<u32>, Vec<bool>)> = chunk.iter().map(|win| mask_tokens(win, opts.mask_ratio, mask_id, &mut rng)).collect();
         let lp = log_probs(lm, &masks.iter().map(|m| m.0.clone()).collect::<Vec<_>>())?;
         for ((win, (_, masked)), rows) in chunk.iter().zip(&masks).zip(&lp) {
             for i in (0..l).filter(|&i| masked[i]) {
@@ -124,7 +118,7 @@ pub fn evaluate(lm: &DiffusionLm, train: &[u32], heldout: &[u32], opts: &EvalOpt
         // the bound: mask level t stratified over windows, (1/t) * masked CE / L
         let first = chunk_index * opts.batch.max(1);
         let levels: Vec<f64> = (0..chunk.len()).map(|j| (first + j) as f64 / w as f64 + rng.next_uniform() / w as f64).collect();
-        let masks: Vec<(Vec<u32>, Vec<bool>)> = chunk.iter().zip(&levels).map(|(win, &t)| mask_window(win, t, mask_id, &mut rng)).collect();
+        let masks: Vec<(Vec<u32>, Vec<bool>)> = chunk.iter().zip(&levels).map(|(win, &t)| mask_tokens(win, t, mask_id, &mut rng)).collect();
         let lp = log_probs(lm, &masks.iter().map(|m| m.0.clone()).collect::<Vec<_>>())?;
         for (((win, (_, masked)), rows), t) in chunk.iter().zip(&masks).zip(&lp).zip(&levels) {
             let ce: f64 = (0..l).filter(|&i| masked[i]).map(|i| -(rows[i][win[i] as usize] as f64)).sum();
