@@ -32,25 +32,25 @@ pub enum HubError {
     },
 }
 
-/// Whether `spec` names a hub repository rather than a local path.
-pub fn is_hub_id(spec: &str) -> bool {
-    let id = spec.split_once('@').map_or(spec, |(id, _)| id);
+/// Whether `source` names a hub repository rather than a local path.
+pub fn is_hub_id(source: &str) -> bool {
+    let id = source.split_once('@').map_or(source, |(id, _)| id);
     let mut parts = id.split('/');
     let ok = |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
-    ok(parts.next()) && ok(parts.next()) && parts.next().is_none() && !spec.starts_with('.') && !Path::new(spec).exists()
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none() && !source.starts_with('.') && !Path::new(source).exists()
 }
 
-/// The local snapshot folder of hub model `spec` holding every file `wanted` picks from
+/// The local snapshot folder of hub model `source` holding every file `wanted` picks from
 /// the repository listing (`marker`, e.g. `model_index.json`, must be among them). Cached
 /// files are not fetched again; offline, a snapshot already in the cache is used as is.
-pub fn snapshot(spec: &str, marker: &str, wanted: &dyn Fn(&[String]) -> Result<Vec<String>, String>) -> Result<PathBuf, HubError> {
+pub fn snapshot(source: &str, marker: &str, wanted: &dyn Fn(&[String]) -> Result<Vec<String>, String>) -> Result<PathBuf, HubError> {
     use hf_hub::{Repo, RepoType};
-    if !is_hub_id(spec) {
-        return Err(HubError::NotAnId(spec.to_string()));
+    if !is_hub_id(source) {
+        return Err(HubError::NotAnId(source.to_string()));
     }
-    let (id, rev) = match spec.split_once('@') {
+    let (id, rev) = match source.split_once('@') {
         Some((id, rev)) => (id.to_string(), rev.to_string()),
-        None => (spec.to_string(), "main".to_string()),
+        None => (source.to_string(), "main".to_string()),
     };
     let repo = Repo::with_revision(id.clone(), RepoType::Model, rev);
     let cache = hf_hub::Cache::from_env().repo(repo.clone());

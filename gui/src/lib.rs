@@ -2,6 +2,7 @@
 //! diffusion. Each tab drives one modality's pipeline with its guidance and step controls;
 //! generation runs on a worker thread (progress, previews, cancel), so the window never
 //! blocks. `stipple studio` opens it with the embedded stipple-mini models.
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod diffusion_controls;

@@ -53,7 +53,7 @@ pub struct TextPanel {
     /// Nucleus filter (1: off).
     pub top_p: f64,
     /// LLaDA's classifier-free guidance weight (0: off).
-    pub cfg: f64,
+    pub guidance: f64,
     /// Seed of the next run.
     pub seed: u64,
     /// Draw a new seed for every run.
@@ -81,7 +81,7 @@ impl TextPanel {
             steps: 48,
             temperature: 0.8,
             top_p: 0.9,
-            cfg: 0.0,
+            guidance: 0.0,
             seed: 0,
             new_seed_each_run: false,
             defaults_applied: false,
@@ -114,7 +114,7 @@ impl TextPanel {
     /// The longest generation the model allows after the current prompt.
     fn max_gen_len(&self, m: &LoadedText) -> usize {
         let prompt_len = m.model.prompt_ids(&self.prompt, false).map(|ids| ids.len()).unwrap_or(0);
-        m.model.lm.spec().max_len.map_or(512, |max| max.saturating_sub(prompt_len)).clamp(1, 512)
+        m.model.lm.traits().max_len.map_or(512, |max| max.saturating_sub(prompt_len)).clamp(1, 512)
     }
 
     /// Moves finished work along; called once per frame.
@@ -149,7 +149,7 @@ impl TextPanel {
             block_len: self.block_len.clamp(1, self.gen_len),
             temperature: self.temperature,
             top_p: (self.top_p < 1.0).then_some(self.top_p),
-            cfg: self.cfg,
+            guidance: self.guidance,
             seed: self.seed,
             ..GenerateConfig::default()
         };
@@ -191,7 +191,7 @@ impl TextPanel {
                 widgets::slider_usize(ui, "Steps", &mut self.steps, blocks..=self.gen_len.max(blocks));
                 widgets::slider_f64(ui, "Temperature", &mut self.temperature, 0.0..=2.0);
                 widgets::slider_f64(ui, "Top-p", &mut self.top_p, 0.05..=1.0);
-                widgets::slider_f64(ui, "Guidance (CFG)", &mut self.cfg, 0.0..=3.0);
+                widgets::slider_f64(ui, "Guidance (CFG)", &mut self.guidance, 0.0..=3.0);
                 widgets::seed(ui, &mut self.seed, &mut self.new_seed_each_run);
             });
         });

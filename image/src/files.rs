@@ -11,10 +11,10 @@ use crate::error::{Result, model_err, read_json};
 /// The local path of a pipeline given as a folder, a single-file checkpoint or a hub id
 /// (`owner/name[@revision]`, fetched into the Hugging Face cache: configs, tokenizers and
 /// safetensors weights only).
-pub fn resolve_pipeline(spec: &Path) -> Result<PathBuf> {
-    let text = spec.to_string_lossy();
-    if spec.exists() || !stipple_core::hub::is_hub_id(&text) {
-        return Ok(spec.to_path_buf());
+pub fn resolve_pipeline(source: &Path) -> Result<PathBuf> {
+    let text = source.to_string_lossy();
+    if source.exists() || !stipple_core::hub::is_hub_id(&text) {
+        return Ok(source.to_path_buf());
     }
     stipple_core::hub::snapshot(&text, "model_index.json", &diffusers_files).map_err(|e| model_err(e.to_string()))
 }

@@ -18,7 +18,9 @@ pub mod models;
 pub mod pipeline;
 pub mod single_file;
 pub mod preview;
+pub mod request;
 pub mod tokenizer;
+mod unet_denoiser;
 #[cfg(feature = "train")]
 pub mod train;
 

@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
 use stipple_core::config::SchedulerConfig;
 use stipple_core::guidance::Guidance;
 use stipple_core::noise::NoiseSource;
 use stipple_core::progress::{CancelToken, Progress};
-use stipple_core::samplers::{self, Denoiser, SamplerSpec, Scheduler};
+use stipple_core::samplers::{self, SamplerSpec, Scheduler};
 use stipple_core::timesteps::img2img_start;
 
 use crate::error::{Result, invalid, model_err, read_json};
@@ -24,10 +24,12 @@ use crate::metadata::GenerationInfo;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::embeddings::guidance_embedding;
 use crate::models::taesd::TaesdDecoder;
-use crate::models::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
+use crate::models::unet::{UNet2DConditionModel, UNetConfig};
 use crate::models::vae::{AutoencoderKL, VaeConfig};
 use crate::single_file::{CheckpointFamily, LdmCheckpoint};
 use crate::tokenizer::ClipTokenizer;
+pub use crate::request::{ImageOutput, ImageRequest, PromptBlend};
+use crate::unet_denoiser::{Conditioning, KnownRegion, StartLatents, UNetDenoiser};
 
 /// A text encoder with its tokenizer.
 struct TextStack {
@@ -61,89 +63,6 @@ pub struct StableDiffusion {
     name: String,
     turbo: bool,
     device: Device,
-}
-
-/// What to generate.
-#[derive(Clone, Debug)]
-pub struct ImageRequest {
-    /// The prompt.
-    pub prompt: String,
-    /// The negative prompt (`None`: none; SDXL then uses zero embeddings).
-    pub negative_prompt: Option<String>,
-    /// Inference steps (`None`: the model's default, see [`StableDiffusion::default_steps`]).
-    pub steps: Option<usize>,
-    /// Guidance scale (`None`: the model's default; CFG runs only above 1).
-    pub guidance: Option<f64>,
-    /// Guidance rescale phi (0 = off).
-    pub guidance_rescale: f64,
-    /// The sampler (`None`: the model's own scheduler config).
-    pub sampler: Option<SamplerSpec>,
-    /// Output width in pixels (`None`: the init image's, else the model's native size).
-    pub width: Option<usize>,
-    /// Output height in pixels.
-    pub height: Option<usize>,
-    /// Images per prompt.
-    pub batch: usize,
-    /// img2img / inpainting source image.
-    pub init_image: Option<DynamicImage>,
-    /// img2img / inpainting strength in [0, 1] (1 = start from pure noise).
-    pub strength: f64,
-    /// Inpainting mask (white = repaint).
-    pub mask: Option<DynamicImage>,
-    /// Unit-variance initial noise `[batch, 4, h/f, w/f]` (diffusers' `latents=`), used
-    /// instead of the first noise draw.
-    pub latents: Option<Tensor>,
-    /// Conditioning moved towards a second prompt (Riffusion-style interpolation).
-    pub prompt_blend: Option<PromptBlend>,
-}
-
-/// A second prompt whose text embeddings are mixed into the first's:
-/// `e = e_prompt + weight * (e_other - e_prompt)`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PromptBlend {
-    /// The prompt blended towards.
-    pub prompt: String,
-    /// 0 keeps the request's prompt, 1 gives this one.
-    pub weight: f64,
-}
-
-impl Default for ImageRequest {
-    fn default() -> Self {
-        Self {
-            prompt: String::new(),
-            negative_prompt: None,
-            steps: None,
-            guidance: None,
-            guidance_rescale: 0.0,
-            sampler: None,
-            width: None,
-            height: None,
-            batch: 1,
-            init_image: None,
-            strength: 0.8,
-            mask: None,
-            latents: None,
-            prompt_blend: None,
-        }
-    }
-}
-
-/// What a generation produced.
-#[derive(Debug)]
-pub struct ImageOutput {
-    /// The images, `batch` of them.
-    pub images: Vec<RgbImage>,
-    /// The same as `[b, h, w, 3]` floats in [0, 1] (before 8-bit rounding).
-    pub pixels: Tensor,
-    /// What the generation used (prompt, sampler, steps, guidance, seed, size, model), as
-    /// written into the pictures' metadata.
-    pub info: GenerationInfo,
-    /// The model calls made (steps actually run, times the sampler's order; img2img runs fewer).
-    pub denoise_steps: usize,
-    /// Seconds spent in the denoising loop.
-    pub denoise_seconds: f64,
-    /// Seconds for the whole call.
-    pub total_seconds: f64,
 }
 
 fn load_vb(paths: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
@@ -594,70 +513,5 @@ impl StableDiffusion {
         let mut shape = scaled.dims().to_vec();
         shape[0] = batch;
         Ok(scaled.broadcast_as(shape)?.contiguous()?)
-    }
-}
-
-/// The known region of a 4-channel inpainting run, blended back after every step.
-struct KnownRegion {
-    original: Tensor,
-    noise: Tensor,
-    mask: Tensor,
-}
-
-/// The UNet's conditioning inputs, `[uncond; cond]` rows when guided.
-struct Conditioning {
-    context: Tensor,
-    text_embeds: Option<Tensor>,
-    time_ids: Vec<[f64; 6]>,
-    timestep_cond: Option<Tensor>,
-}
-
-/// Where the loop starts: the latents, the step index, and what inpainting adds.
-struct StartLatents {
-    latents: Tensor,
-    start: usize,
-    /// A 9-channel inpainting UNet's extra input: the mask and the masked image's latents.
-    mask_channels: Option<Tensor>,
-    known_region: Option<KnownRegion>,
-}
-
-/// The UNet as the core's samplers see it: CFG, SDXL / LCM conditioning and the
-/// inpainting channels inside.
-struct UNetDenoiser<'a> {
-    unet: &'a UNet2DConditionModel,
-    conditioning: Conditioning,
-    guidance: Guidance,
-    guided: bool,
-    mask_channels: Option<Tensor>,
-    known_region: Option<KnownRegion>,
-}
-
-impl Denoiser for UNetDenoiser<'_> {
-    fn denoise(&mut self, sample: &Tensor, timestep: f64) -> stipple_core::Result<Tensor> {
-        let input = if self.guided { Tensor::cat(&[sample, sample], 0)? } else { sample.clone() };
-        let input = match &self.mask_channels {
-            Some(e) => Tensor::cat(&[&input, e], 1)?,
-            None => input,
-        };
-        let c = &self.conditioning;
-        let cond = UNetConditioning {
-            context: &c.context,
-            text_embeds: c.text_embeds.as_ref(),
-            time_ids: c.text_embeds.as_ref().map(|_| c.time_ids.as_slice()),
-            timestep_cond: c.timestep_cond.as_ref(),
-        };
-        let out = self.unet.forward(&input.to_dtype(self.unet.dtype())?, timestep, &cond)?.to_dtype(DType::F32)?;
-        if !self.guided {
-            return Ok(out);
-        }
-        let b = sample.dim(0)?;
-        self.guidance.combine(&out.narrow(0, b, b)?, &out.narrow(0, 0, b)?)
-    }
-
-    fn after_step(&mut self, scheduler: &dyn Scheduler, step_index: usize, sample: Tensor) -> stipple_core::Result<Tensor> {
-        match &self.known_region {
-            Some(bl) => samplers::inpaint_blend(scheduler, &sample, &bl.original, &bl.noise, &bl.mask, step_index),
-            None => Ok(sample),
-        }
     }
 }

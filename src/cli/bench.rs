@@ -141,7 +141,7 @@ fn text(g: &Global, args: &TextBench) -> Result<()> {
         Some(r) => ids(r, "prompt_ids")?,
         None => {
             let mut rng = stipple_core::noise::PortableRng::new(g.seed.unwrap_or(1));
-            let v = model.spec().vocab.min(model.spec().mask_id as usize) as f64;
+            let v = model.traits().vocab.min(model.traits().mask_id as usize) as f64;
             (0..args.prompt_len).map(|_| (rng.next_uniform() * v) as u32).collect()
         }
     };
@@ -156,7 +156,7 @@ fn text(g: &Global, args: &TextBench) -> Result<()> {
 
     // forward pass over the whole canvas
     let mut canvas = prompt.clone();
-    canvas.extend(std::iter::repeat_n(model.spec().mask_id, args.gen_len));
+    canvas.extend(std::iter::repeat_n(model.traits().mask_id, args.gen_len));
     let input = candle_core::Tensor::from_vec(canvas.clone(), (1, canvas.len()), model.device())?;
     let span = Span { ids: &input, start: 0, positions: None, key_mask: None, logits_rows: None };
     model.forward(&span, None, false)?; // warm-up

@@ -7,7 +7,7 @@ use stipple_core::discrete::Remasking;
 use stipple_core::progress::{CancelToken, Progress, StepEvent};
 use stipple_text::generate::CanvasView;
 use stipple_text::generation_defaults::{GenerationDefaults, Requested};
-use stipple_text::{CacheMode, GenerateConfig, Parallel, TextModel};
+use stipple_text::{CacheMode, CommitRule, GenerateConfig, TextModel};
 
 use super::Global;
 use super::progress::BarProgress;
@@ -98,11 +98,11 @@ impl DecodeArgs {
         cfg.top_k = self.top_k;
         cfg.cache = self.cache.into();
         cfg.alg_temp = self.alg_temp;
-        cfg.parallel = match (self.threshold, self.factor, self.origin) {
-            (Some(t), _, _) => Parallel::Threshold(t),
-            (None, Some(f), _) => Parallel::Factor(f),
-            (None, None, true) => Parallel::Origin,
-            _ => Parallel::Schedule,
+        cfg.commit = match (self.threshold, self.factor, self.origin) {
+            (Some(t), _, _) => CommitRule::Threshold(t),
+            (None, Some(f), _) => CommitRule::Factor(f),
+            (None, None, true) => CommitRule::Origin,
+            _ => CommitRule::Schedule,
         };
     }
 }
@@ -169,15 +169,15 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
     if prompts.is_empty() {
         bail!("give a prompt (stipple text \"Call me\" or --prompt)");
     }
-    let model_spec = match &args.model {
+    let model_source = match &args.model {
         Some(m) => m.clone(),
         None => stipple::defaults::model("text")?.display().to_string(),
     };
-    let model = TextModel::load(&model_spec, &g.device, g.dtype).with_context(|| format!("loading {model_spec}"))?;
+    let model = TextModel::load(&model_source, &g.device, g.dtype).with_context(|| format!("loading {model_source}"))?;
     let asked = Requested { gen_len: args.gen_len, block_len: args.block_len, steps: args.steps, temperature: args.decode.temperature, top_p: args.decode.top_p, top_k: args.decode.top_k };
-    let s = GenerationDefaults::of_model(&model_spec)?.settle(&model, &prompts, args.raw, &asked)?;
+    let s = GenerationDefaults::of_model(&model_source)?.settle(&model, &prompts, args.raw, &asked)?;
     let gen_len = s.gen_len;
-    let mut cfg = GenerateConfig { gen_len, steps: s.steps, block_len: s.block_len, cfg: args.cfg, early_stop: args.early_stop, seed: g.seed.unwrap_or(0), ..GenerateConfig::default() };
+    let mut cfg = GenerateConfig { gen_len, steps: s.steps, block_len: s.block_len, guidance: args.cfg, early_stop: args.early_stop, seed: g.seed.unwrap_or(0), ..GenerateConfig::default() };
     args.decode.apply(&mut cfg);
     (cfg.temperature, cfg.top_p, cfg.top_k) = (s.temperature, s.top_p, s.top_k);
     if gen_len == 0 {
@@ -203,7 +203,7 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
         m.insert("elapsed_ms".into(), json!(secs * 1e3));
         m.insert("tokens_per_s".into(), json!(tps));
         m.insert("early_stopped".into(), json!(run.early_stopped));
-        m.insert("model".into(), json!(format!("{:?}", model.lm.spec().family).to_lowercase()));
+        m.insert("model".into(), json!(format!("{:?}", model.lm.traits().family).to_lowercase()));
         m.insert("seed".into(), json!(cfg.seed));
         println!("{obj}");
     } else {

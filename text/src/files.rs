@@ -42,24 +42,24 @@ fn shard_names(index: &Path) -> Result<Vec<String>> {
 }
 
 impl ModelFiles {
-    /// A local folder path if `spec` is one, else a hub id (`owner/name`, optionally
+    /// A local folder path if `source` is one, else a hub id (`owner/name`, optionally
     /// `owner/name@revision`).
-    pub fn resolve(spec: &str) -> Result<Self> {
-        let path = Path::new(spec);
+    pub fn resolve(source: &str) -> Result<Self> {
+        let path = Path::new(source);
         if path.is_dir() {
             return Self::from_dir(path);
         }
         if path.exists() {
             return Err(Error::Model(format!(
-                "{spec} is a file; pass the model folder (with config.json, *.safetensors, tokenizer.json)"
+                "{source} is a file; pass the model folder (with config.json, *.safetensors, tokenizer.json)"
             )));
         }
-        if !stipple_core::hub::is_hub_id(spec) {
+        if !stipple_core::hub::is_hub_id(source) {
             return Err(Error::Model(format!(
-                "{spec}: no such folder, and not a hub id of the form owner/name"
+                "{source}: no such folder, and not a hub id of the form owner/name"
             )));
         }
-        Self::from_hub(spec)
+        Self::from_hub(source)
     }
 
     /// The files of a local folder; names the missing ones.
@@ -103,8 +103,8 @@ impl ModelFiles {
 
     /// Resolve a hub id through the core's hub resolver (the local hub cache first, then
     /// a download of the files [`transformers_files`] picks).
-    pub fn from_hub(spec: &str) -> Result<Self> {
-        let root = stipple_core::hub::snapshot(spec, "config.json", &transformers_files).map_err(|e| Error::Model(e.to_string()))?;
+    pub fn from_hub(source: &str) -> Result<Self> {
+        let root = stipple_core::hub::snapshot(source, "config.json", &transformers_files).map_err(|e| Error::Model(e.to_string()))?;
         Self::from_dir(&root)
     }
 

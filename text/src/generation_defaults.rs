@@ -76,8 +76,8 @@ impl GenerationDefaults {
     }
 
     /// The defaults of a model folder or hub id (none when it has no `generation_config.json`).
-    pub fn of_model(spec: &str) -> Result<Self> {
-        match crate::files::ModelFiles::resolve(spec)?.generation_config {
+    pub fn of_model(source: &str) -> Result<Self> {
+        match crate::files::ModelFiles::resolve(source)?.generation_config {
             Some(path) => Self::from_file(&path),
             None => Ok(Self::default()),
         }
@@ -104,7 +104,7 @@ impl GenerationDefaults {
     /// fits in the model's context after the longest prompt, in whole blocks of `block_len`.
     pub fn fitted_gen_len(&self, model: &TextModel, prompts: &[String], raw: bool, block_len: Option<usize>) -> Result<usize> {
         let mut n = self.gen_len.unwrap_or(FALLBACK_GEN_LEN);
-        if let Some(max) = model.lm.spec().max_len {
+        if let Some(max) = model.lm.traits().max_len {
             let longest = prompts.iter().map(|p| model.prompt_ids(p, raw).map(|ids| ids.len())).collect::<Result<Vec<_>>>()?.into_iter().max().unwrap_or(0);
             if longest >= max {
                 return Err(invalid(format!("the prompt has {longest} tokens; the model reads at most {max}")));

@@ -23,5 +23,5 @@ pub mod tokenizer;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use generate::{CacheMode, GenerateConfig, Generation, Parallel};
+pub use generate::{CacheMode, CommitRule, GenerateConfig, Generation};
 pub use pipeline::{TextModel, TextOutput};

@@ -54,8 +54,8 @@ impl TextModel {
     }
 
     /// Load a local folder or hub id.
-    pub fn load(spec: &str, device: &Device, dtype: DType) -> Result<Self> {
-        let files = ModelFiles::resolve(spec)?;
+    pub fn load(source: &str, device: &Device, dtype: DType) -> Result<Self> {
+        let files = ModelFiles::resolve(source)?;
         let tokenizer = TextTokenizer::load(&files)?;
         let lm = DiffusionLm::load(&files, device, dtype, &|t| tokenizer.token_id(t))?;
         Ok(Self { lm, tokenizer })
@@ -64,7 +64,7 @@ impl TextModel {
     /// Prompt ids: through the chat template unless `raw` (or the model has none).
     pub fn prompt_ids(&self, prompt: &str, raw: bool) -> Result<Vec<u32>> {
         let ids = self.tokenizer.prompt_ids(prompt, raw)?;
-        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.lm.spec().vocab) {
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.lm.traits().vocab) {
             return Err(invalid(format!("prompt token {bad} is outside the model's vocabulary")));
         }
         Ok(ids)
@@ -72,9 +72,9 @@ impl TextModel {
 
     /// Text of generated ids: cut at the first end-of-text, special tokens dropped.
     pub fn text_of(&self, generated: &[u32]) -> Result<String> {
-        let eos = &self.lm.spec().eos_ids;
+        let eos = &self.lm.traits().eos_ids;
         let end = generated.iter().position(|t| eos.contains(t)).unwrap_or(generated.len());
-        let mask = self.lm.spec().mask_id;
+        let mask = self.lm.traits().mask_id;
         let kept: Vec<u32> = generated[..end].iter().copied().filter(|&t| t != mask).collect();
         self.tokenizer.decode(&kept, true)
     }

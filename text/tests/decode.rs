@@ -41,9 +41,9 @@ impl TokenFilter for ForceEos {
 fn early_stop_after_the_block_with_eos() {
     let m = model("llada-tiny");
     let prompt = m.prompt_ids("The cat sat on", true).unwrap();
-    let eos = m.lm.spec().eos_ids[0];
+    let eos = m.lm.traits().eos_ids[0];
     let mut canvas = prompt.clone();
-    canvas.extend(std::iter::repeat_n(m.lm.spec().mask_id, 16));
+    canvas.extend(std::iter::repeat_n(m.lm.traits().mask_id, 16));
     let cfg = GenerateConfig { gen_len: 16, steps: 16, block_len: 4, early_stop: true, ..GenerateConfig::default() };
     let mut force = ForceEos { at: prompt.len() + 1, eos };
     let out = decode(&m.lm, vec![canvas.clone()], &cfg, Some(&mut force), None, CancelToken::new()).unwrap();
@@ -67,7 +67,7 @@ fn streaming_views_show_every_commit() {
     let mut views: Vec<CanvasView> = Vec::new();
     let mut sink = |e: &StepEvent<'_, CanvasView>| views.push(e.preview.unwrap().clone());
     let out = generate(&m.lm, std::slice::from_ref(&prompt), &cfg, Some(&mut sink), CancelToken::new()).unwrap();
-    let mask = m.lm.spec().mask_id;
+    let mask = m.lm.traits().mask_id;
     let mut masked_before = 12;
     let mut committed = 0;
     for v in &views {
@@ -146,18 +146,18 @@ fn sampling_is_deterministic_for_a_seed() {
 
 #[test]
 fn dream_origin_and_alg_temp_fill_every_position() {
-    use stipple_text::Parallel;
+    use stipple_text::CommitRule;
     let m = model("dream-tiny");
     let prompt = m.prompt_ids("The cat sat on", true).unwrap();
-    let mask = m.lm.spec().mask_id;
-    for (parallel, alg_temp) in [(Parallel::Origin, None), (Parallel::Schedule, Some(0.5))] {
+    let mask = m.lm.traits().mask_id;
+    for (commit, alg_temp) in [(CommitRule::Origin, None), (CommitRule::Schedule, Some(0.5))] {
         let run = |seed| {
-            let cfg = GenerateConfig { gen_len: 12, steps: 6, block_len: 12, parallel, alg_temp, seed, ..GenerateConfig::default() };
+            let cfg = GenerateConfig { gen_len: 12, steps: 6, block_len: 12, commit, alg_temp, seed, ..GenerateConfig::default() };
             generate(&m.lm, std::slice::from_ref(&prompt), &cfg, None, CancelToken::new()).unwrap()
         };
         let a = run(1);
-        assert!(a.nfe <= 6, "{parallel:?}: {} calls", a.nfe);
-        assert!(!a.generated(0).contains(&mask), "{parallel:?}: {:?}", a.generated(0));
+        assert!(a.nfe <= 6, "{commit:?}: {} calls", a.nfe);
+        assert!(!a.generated(0).contains(&mask), "{commit:?}: {:?}", a.generated(0));
         assert_eq!(a.rows, run(1).rows);
     }
 }
@@ -169,7 +169,7 @@ fn span_forward_over_a_fresh_cache_equals_the_full_forward() {
     for name in ["llada-tiny", "llada-tiny-gqa", "dream-tiny"] {
         let m = model(name);
         let mut ids = m.prompt_ids("The quick brown fox", true).unwrap();
-        ids.extend(std::iter::repeat_n(m.lm.spec().mask_id, 10));
+        ids.extend(std::iter::repeat_n(m.lm.traits().mask_id, 10));
         let l = ids.len();
         let x = Tensor::from_vec(ids.clone(), (1, l), &Device::Cpu).unwrap();
         let full = Span { ids: &x, start: 0, positions: None, key_mask: None, logits_rows: None };

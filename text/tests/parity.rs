@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use stipple_core::progress::CancelToken;
 use stipple_text::files::ModelFiles;
-use stipple_text::generate::{CacheMode, GenerateConfig, Parallel, generate};
+use stipple_text::generate::{CacheMode, CommitRule, GenerateConfig, generate};
 use stipple_text::models::{DiffusionLm, Span};
 use stipple_text::tokenizer::TextTokenizer;
 use stipple_core::discrete::Remasking;
@@ -60,11 +60,11 @@ fn config_for(case: &Value, family_dream: bool) -> GenerateConfig {
         gen_len: u("gen_len"),
         steps: u("steps"),
         block_len: case.get("block_len").map(|_| u("block_len")).unwrap_or(u("gen_len")),
-        cfg: case.get("cfg").and_then(Value::as_f64).unwrap_or(0.0),
+        guidance: case.get("cfg").and_then(Value::as_f64).unwrap_or(0.0),
         ..GenerateConfig::default()
     };
     if let Some(t) = case.get("threshold").and_then(Value::as_f64) {
-        cfg.parallel = Parallel::Threshold(t);
+        cfg.commit = CommitRule::Threshold(t);
     }
     cfg.cache = match case.get("cache").and_then(Value::as_str) {
         Some("prefix") => CacheMode::Prefix,
@@ -85,7 +85,7 @@ fn config_for(case: &Value, family_dream: bool) -> GenerateConfig {
 fn check_cases(name: &str, dream: bool) {
     let (model, tok, expected) = load(name);
     check_first_logits(&model, &expected);
-    assert_eq!(model.spec().mask_id as u64, expected["mask_id"].as_u64().unwrap());
+    assert_eq!(model.traits().mask_id as u64, expected["mask_id"].as_u64().unwrap());
     let mut failures = Vec::new();
     for case in expected["cases"].as_array().unwrap() {
         let id = case["id"].as_str().unwrap();

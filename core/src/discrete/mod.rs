@@ -8,6 +8,8 @@
 //! * [`confidence`]: how sure the model is (probability, margin, entropy, random).
 //! * [`select`]: which positions to commit (top-k, threshold, factor, sampled).
 //! * [`policy`]: the three tied together in one [`step`].
+//! * [`sampler`]: the sampler built from a [`DiscreteSamplerSpec`] (reference algorithm,
+//!   commit rule, filters) that decoding loops drive, as continuous loops drive a scheduler.
 //! * [`forward_process`]: masking clean text (training and evaluation objectives).
 //!
 //! The deterministic paths use the fused kernel
@@ -18,13 +20,16 @@
 pub mod confidence;
 pub mod forward_process;
 pub mod policy;
+mod proposal;
 pub mod sampling;
+pub mod sampler;
 pub mod schedule;
 pub mod select;
 
 pub use confidence::Remasking;
 pub use policy::{
-    Commit, Committed, NoiseScope, Policy, StepReport, TokenChoice, mask_prompt, step, step_row,
+    Commit, Committed, NoiseScope, Policy, RowStep, TokenChoice, mask_prompt, step, step_row,
 };
+pub use sampler::{Algorithm, BlockBudget, CommitRule, DiscreteSampler, DiscreteSamplerSpec};
 pub use schedule::{Block, semi_ar_blocks};
 pub use stipple_kernels::confidence::Accumulate;

@@ -9,11 +9,11 @@
 
 use std::ops::Range;
 
-use candle_core::{DType, Device, Tensor};
-use stipple_kernels::confidence::{Accumulate, RowStats, confidence_stats, row_stats};
+use candle_core::Tensor;
+use stipple_kernels::confidence::Accumulate;
 
-use super::confidence::{Remasking, from_stats, random_confidence};
-use super::sampling::{dream_logits, gumbel_argmax_with, sample_categorical};
+use super::confidence::{Remasking, random_confidence};
+use super::proposal::propose;
 use super::select;
 use crate::Result;
 use crate::error::invalid;
@@ -46,7 +46,7 @@ impl Default for TokenChoice {
 
 impl TokenChoice {
     /// True when the fused kernel on the raw logits gives the token and confidence.
-    fn deterministic_raw(&self) -> bool {
+    pub(super) fn deterministic_raw(&self) -> bool {
         self.temperature == 0.0
             && (self.gumbel || (self.top_p.is_none_or(|p| p >= 1.0) && self.top_k.is_none()))
     }
@@ -69,6 +69,13 @@ pub enum Commit {
     /// Dream `origin`: each candidate independently with this probability (`1 - s/t`),
     /// decided before any token is chosen; tokens are only proposed for those.
     Bernoulli(f64),
+}
+
+impl Commit {
+    /// Whether the rule takes a commit count per row (from a schedule).
+    fn needs_counts(self) -> bool {
+        matches!(self, Commit::TopK | Commit::SampledTopK { .. })
+    }
 }
 
 /// Which positions draw noise. The references draw for *every* canvas position
@@ -223,7 +230,7 @@ pub struct Committed {
 
 /// What one step did to one canvas row.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct StepReport {
+pub struct RowStep {
     /// Committed tokens, most confident first (in the rule's order).
     pub committed: Vec<Committed>,
     /// Every proposal this step (by position): the masked positions in the window, or
@@ -253,7 +260,7 @@ pub fn step_row<N: NoiseSource + ?Sized>(
     policy: &Policy,
     k: usize,
     noise: &mut N,
-) -> Result<StepReport> {
+) -> Result<RowStep> {
     let mut rows = [canvas];
     Ok(step_impl(logits, &mut rows, mask_id, window, policy, &[k], noise)?.remove(0))
 }
@@ -270,7 +277,7 @@ pub fn step<N: NoiseSource + ?Sized>(
     policy: &Policy,
     k: &[usize],
     noise: &mut N,
-) -> Result<Vec<StepReport>> {
+) -> Result<Vec<RowStep>> {
     let mut rows: Vec<&mut [u32]> = canvas.iter_mut().map(|r| r.as_mut_slice()).collect();
     step_impl(logits, &mut rows, mask_id, window, policy, k, noise)
 }
@@ -283,269 +290,124 @@ fn step_impl<N: NoiseSource + ?Sized>(
     policy: &Policy,
     k: &[usize],
     noise: &mut N,
-) -> Result<Vec<StepReport>> {
+) -> Result<Vec<RowStep>> {
+    let (b, l, v) = checked_shape(logits, canvas, &window, policy, k)?;
+    // candidates: masked positions inside the window
+    let cands: Vec<Vec<usize>> = canvas.iter().map(|row| window.clone().filter(|&p| row[p] == mask_id).collect()).collect();
+    // phase 1 (Bernoulli only): which candidates get a token at all
+    let active = match policy.commit {
+        Commit::Bernoulli(p) => cands.iter().map(|c| bernoulli_active(c, p, policy.at_least_one, noise)).collect(),
+        _ => cands,
+    };
+    // phase 2: token and confidence per active position
+    let mut props = propose(logits, &active, (b, l, v), policy, noise)?;
+    // phase 3: random confidences
+    if policy.remasking == Remasking::Random {
+        randomise_confidences(&mut props, l, policy.noise_scope, noise);
+    }
+    // phase 4: choose positions, commit
+    let mut reports = Vec::with_capacity(b);
+    for (bi, row) in props.into_iter().enumerate() {
+        let chosen = choose(&row, k.get(bi).copied().unwrap_or(0), l, policy, noise);
+        let committed: Vec<Committed> = chosen.iter().map(|&i| row[i]).collect();
+        for c in &committed {
+            canvas[bi][c.position] = c.token;
+        }
+        reports.push(RowStep { committed, candidates: row });
+    }
+    Ok(reports)
+}
+
+/// `(B, L, V)` of the logits, after checking them, the canvas, the window and the counts
+/// against each other and the policy.
+fn checked_shape(logits: &Tensor, canvas: &[&mut [u32]], window: &Range<usize>, policy: &Policy, k: &[usize]) -> Result<(usize, usize, usize)> {
     policy.validate()?;
     let (b, l, v) = match logits.dims() {
         &[l, v] => (1, l, v),
         &[b, l, v] => (b, l, v),
-        d => {
-            return Err(invalid(format!(
-                "logits must be [L, V] or [B, L, V], got {d:?}"
-            )));
-        }
+        d => return Err(invalid(format!("logits must be [L, V] or [B, L, V], got {d:?}"))),
     };
     if canvas.len() != b || canvas.iter().any(|r| r.len() != l) {
         return Err(invalid(format!("canvas must be {b} rows of {l} tokens")));
     }
     if window.start > window.end || window.end > l {
-        return Err(invalid(format!(
-            "window {window:?} outside the canvas of {l}"
-        )));
+        return Err(invalid(format!("window {window:?} outside the canvas of {l}")));
     }
-    let needs_k = matches!(policy.commit, Commit::TopK | Commit::SampledTopK { .. });
-    if needs_k && k.len() != b {
-        return Err(invalid(format!(
-            "need one commit count per row ({b}), got {}",
-            k.len()
-        )));
+    if policy.commit.needs_counts() && k.len() != b {
+        return Err(invalid(format!("need one commit count per row ({b}), got {}", k.len())));
     }
-    let scope = policy.noise_scope;
-
-    // candidates: masked positions inside the window
-    let cands: Vec<Vec<usize>> = canvas
-        .iter()
-        .map(|row| window.clone().filter(|&p| row[p] == mask_id).collect())
-        .collect();
-
-    // phase 1 (Bernoulli only): which candidates get a token at all
-    let active: Vec<Vec<usize>> = if let Commit::Bernoulli(p) = policy.commit {
-        cands
-            .iter()
-            .map(|c| {
-                let us: Vec<f64> = c.iter().map(|_| noise.uniform()).collect();
-                let mut chosen: Vec<usize> = c
-                    .iter()
-                    .zip(&us)
-                    .filter(|(_, u)| **u < p)
-                    .map(|(&q, _)| q)
-                    .collect();
-                if chosen.is_empty() && policy.at_least_one && !c.is_empty() {
-                    // the most likely to have been chosen: the smallest draw
-                    let best = (0..c.len())
-                        .min_by(|&x, &y| us[x].total_cmp(&us[y]).then(x.cmp(&y)))
-                        .unwrap();
-                    chosen.push(c[best]);
-                }
-                chosen
-            })
-            .collect()
-    } else {
-        cands.clone()
-    };
-
-    // phase 2: token and confidence per active position
-    let mut props = propose(logits, &active, (b, l, v), policy, noise)?;
-
-    // phase 3: random confidences
-    if policy.remasking == Remasking::Random {
-        for row in props.iter_mut() {
-            match scope {
-                NoiseScope::Canvas => {
-                    let us: Vec<f64> = (0..l).map(|_| noise.uniform()).collect();
-                    for c in row.iter_mut() {
-                        c.confidence = random_confidence(us[c.position]);
-                    }
-                }
-                NoiseScope::Masked => {
-                    for c in row.iter_mut() {
-                        c.confidence = random_confidence(noise.uniform());
-                    }
-                }
-            }
-        }
-    }
-
-    // phase 4: choose positions, commit
-    let prec = policy.confidence_precision();
-    let mut reports = Vec::with_capacity(b);
-    for (bi, row) in props.into_iter().enumerate() {
-        let pairs: Vec<(usize, f64)> = row.iter().map(|c| (c.position, c.confidence)).collect();
-        let kk = if needs_k {
-            let kk = k[bi];
-            if kk == 0 && policy.at_least_one && !pairs.is_empty() {
-                1
-            } else {
-                kk
-            }
-        } else {
-            0
-        };
-        let chosen = match policy.commit {
-            Commit::TopK => select::top_k(&pairs, kk),
-            Commit::SampledTopK { alg_temp } => {
-                let us: Vec<f64> = match scope {
-                    NoiseScope::Canvas => {
-                        let all: Vec<f64> = (0..l).map(|_| noise.uniform()).collect();
-                        pairs.iter().map(|p| all[p.0]).collect()
-                    }
-                    NoiseScope::Masked => pairs.iter().map(|_| noise.uniform()).collect(),
-                };
-                if kk == 0 {
-                    Vec::new()
-                } else {
-                    select::sample_without_replacement(&pairs, kk, alg_temp, &us)
-                }
-            }
-            Commit::Threshold(t) => {
-                let t = match prec {
-                    Accumulate::F32 => t as f32 as f64,
-                    Accumulate::F64 => t,
-                };
-                if pairs.is_empty() {
-                    Vec::new()
-                } else {
-                    select::threshold(&pairs, t)
-                }
-            }
-            Commit::Factor(f) => {
-                if pairs.is_empty() {
-                    Vec::new()
-                } else {
-                    select::factor(&pairs, f)
-                }
-            }
-            Commit::Bernoulli(_) => select::ranked(&pairs),
-        };
-        let committed: Vec<Committed> = chosen.iter().map(|&i| row[i]).collect();
-        for c in &committed {
-            canvas[bi][c.position] = c.token;
-        }
-        reports.push(StepReport {
-            committed,
-            candidates: row,
-        });
-    }
-    Ok(reports)
+    Ok((b, l, v))
 }
 
-/// Token + confidence for every active position (phase 2).
-fn propose<N: NoiseSource + ?Sized>(
-    logits: &Tensor,
-    active: &[Vec<usize>],
-    (b, l, v): (usize, usize, usize),
-    policy: &Policy,
-    noise: &mut N,
-) -> Result<Vec<Vec<Committed>>> {
-    let scope = policy.noise_scope;
-    let tc = policy.token;
-    let acc = policy.accumulate;
-    let flat: Vec<u32> = active
-        .iter()
-        .enumerate()
-        .flat_map(|(bi, ps)| ps.iter().map(move |&p| (bi * l + p) as u32))
-        .collect();
-    let mut out: Vec<Vec<Committed>> = active
-        .iter()
-        .map(|ps| Vec::with_capacity(ps.len()))
-        .collect();
-    // gumbel with Canvas scope draws V uniforms for every position, even without candidates
-    let gumbel_noise = tc.gumbel && tc.temperature > 0.0;
-    if flat.is_empty() && !(gumbel_noise && scope == NoiseScope::Canvas) {
-        return Ok(out);
-    }
-    let rows = if flat.is_empty() {
-        None
-    } else {
-        let idx = Tensor::from_vec(flat.clone(), flat.len(), logits.device())?;
-        // the CPU kernel reads host memory; a CUDA twin would run on the device instead
-        Some(
-            logits
-                .reshape((b * l, v))?
-                .index_select(&idx, 0)?
-                .to_device(&Device::Cpu)?,
-        )
-    };
-
-    if tc.deterministic_raw() {
-        // T = 0: the fused kernel gives argmax and every confidence in one pass
-        let stats = match &rows {
-            Some(r) => confidence_stats(r, acc)?,
-            None => Vec::new(),
-        };
-        let mut it = stats.iter();
-        for (bi, ps) in active.iter().enumerate() {
-            for &p in ps {
-                let st = it.next().expect("one stats row per active position");
-                let conf = from_stats(policy.remasking, st, st.argmax, f32::NAN, acc);
-                out[bi].push(Committed {
-                    position: p,
-                    token: st.argmax,
-                    confidence: conf,
-                });
-            }
+/// Dream `origin`'s phase 1: each candidate independently with probability `p` (one
+/// uniform each); with `at_least_one`, the smallest draw when none passed.
+fn bernoulli_active<N: NoiseSource + ?Sized>(cands: &[usize], p: f64, at_least_one: bool, noise: &mut N) -> Vec<usize> {
+    let us: Vec<f64> = cands.iter().map(|_| noise.uniform()).collect();
+    let mut chosen: Vec<usize> = cands.iter().zip(&us).filter(|(_, u)| **u < p).map(|(&q, _)| q).collect();
+    if chosen.is_empty() && at_least_one && !cands.is_empty() {
+        // the most likely to have been chosen: the smallest draw
+        if let Some(best) = (0..cands.len()).min_by(|&x, &y| us[x].total_cmp(&us[y]).then(x.cmp(&y))) {
+            chosen.push(cands[best]);
         }
-        return Ok(out);
     }
+    chosen
+}
 
-    let values: Vec<Vec<f32>> = match &rows {
-        Some(r) => r.to_dtype(DType::F32)?.to_vec2::<f32>()?,
-        None => Vec::new(),
-    };
-    let mut vals = values.into_iter();
-    if tc.gumbel {
-        // LLaDA: V uniforms per position over the whole [B, L, V] (Canvas scope)
-        for (bi, ps) in active.iter().enumerate() {
-            let mut next = ps.iter().peekable();
-            for pos in 0..l {
-                if next.peek() == Some(&&pos) {
-                    next.next();
-                    let row = vals.next().expect("row per active position");
-                    let tok = gumbel_argmax_with(&row, tc.temperature, || noise.uniform());
-                    let st: RowStats = row_stats(&row, acc);
-                    let conf = from_stats(policy.remasking, &st, tok, row[tok as usize], acc);
-                    out[bi].push(Committed {
-                        position: pos,
-                        token: tok,
-                        confidence: conf,
-                    });
-                } else if scope == NoiseScope::Canvas {
-                    for _ in 0..v {
-                        noise.uniform();
-                    }
+/// Random remasking: every proposal's confidence is a uniform draw (one per canvas
+/// position in the references' scope, one per proposal otherwise).
+fn randomise_confidences<N: NoiseSource + ?Sized>(props: &mut [Vec<Committed>], l: usize, scope: NoiseScope, noise: &mut N) {
+    for row in props.iter_mut() {
+        match scope {
+            NoiseScope::Canvas => {
+                let us: Vec<f64> = (0..l).map(|_| noise.uniform()).collect();
+                for c in row.iter_mut() {
+                    c.confidence = random_confidence(us[c.position]);
+                }
+            }
+            NoiseScope::Masked => {
+                for c in row.iter_mut() {
+                    c.confidence = random_confidence(noise.uniform());
                 }
             }
         }
-    } else {
-        // Dream: filtered, tempered softmax; a categorical draw per active position
-        for (bi, ps) in active.iter().enumerate() {
-            for &pos in ps {
-                let row = vals.next().expect("row per active position");
-                let proc = dream_logits(&row, tc.temperature, tc.top_p, tc.top_k)?;
-                let st = row_stats(&proc, acc);
-                let tok = if tc.temperature > 0.0 {
-                    let w: Vec<f64> = proc
-                        .iter()
-                        .map(|&x| (x as f64 - st.max_logit).exp())
-                        .collect();
-                    sample_categorical(&w, noise.uniform()) as u32
-                } else {
-                    st.argmax
-                };
-                let conf = from_stats(policy.remasking, &st, tok, proc[tok as usize], acc);
-                out[bi].push(Committed {
-                    position: pos,
-                    token: tok,
-                    confidence: conf,
-                });
-            }
-        }
     }
-    Ok(out)
+}
+
+/// Phase 4: the indices of `row`'s proposals to commit under the policy's rule, `k` from
+/// the schedule (top-k rules).
+fn choose<N: NoiseSource + ?Sized>(row: &[Committed], k: usize, l: usize, policy: &Policy, noise: &mut N) -> Vec<usize> {
+    let pairs: Vec<(usize, f64)> = row.iter().map(|c| (c.position, c.confidence)).collect();
+    let k = if policy.commit.needs_counts() && k == 0 && policy.at_least_one && !pairs.is_empty() { 1 } else { k };
+    match policy.commit {
+        Commit::TopK => select::top_k(&pairs, k),
+        Commit::SampledTopK { alg_temp } => {
+            let us: Vec<f64> = match policy.noise_scope {
+                NoiseScope::Canvas => {
+                    let all: Vec<f64> = (0..l).map(|_| noise.uniform()).collect();
+                    pairs.iter().map(|p| all[p.0]).collect()
+                }
+                NoiseScope::Masked => pairs.iter().map(|_| noise.uniform()).collect(),
+            };
+            if k == 0 { Vec::new() } else { select::sample_without_replacement(&pairs, k, alg_temp, &us) }
+        }
+        Commit::Threshold(t) => {
+            let t = match policy.confidence_precision() {
+                Accumulate::F32 => t as f32 as f64,
+                Accumulate::F64 => t,
+            };
+            if pairs.is_empty() { Vec::new() } else { select::threshold(&pairs, t) }
+        }
+        Commit::Factor(f) => {
+            if pairs.is_empty() { Vec::new() } else { select::factor(&pairs, f) }
+        }
+        Commit::Bernoulli(_) => select::ranked(&pairs),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
     use crate::noise::ReplayNoise;
 
     /// 5 positions, vocab 3: position p prefers token p % 3 with growing certainty.

@@ -196,9 +196,9 @@ pub fn infill(
     progress: Option<&mut dyn Progress<CanvasView>>,
 ) -> Result<InfillResult> {
     template.validate()?;
-    let spec = model.lm.spec().clone();
+    let traits = model.lm.traits().clone();
     let tok = &model.tokenizer;
-    let vocab = TokenBytes::new(tok, spec.vocab);
+    let vocab = TokenBytes::new(tok, traits.vocab);
     // the tokenizer's own prefix (BOS) then the context
     let mut canvas = tok.encode("", true)?;
     if let Some(ctx) = &opts.context {
@@ -226,7 +226,7 @@ pub fn infill(
                     Constraint::Tokens(t) => Some(t.as_slice()),
                     _ => None,
                 };
-                if let Some(limit) = spec.max_len
+                if let Some(limit) = traits.max_len
                     && canvas.len() + h.max > limit
                 {
                     return Err(Error::Infill(format!(
@@ -235,7 +235,7 @@ pub fn infill(
                 }
                 let automaton = HoleAutomaton::new(Some(&pattern), allowed, h.min, h.max, &vocab)?;
                 let start = canvas.len();
-                canvas.extend(std::iter::repeat_n(spec.mask_id, h.max));
+                canvas.extend(std::iter::repeat_n(traits.mask_id, h.max));
                 let index = holes.len();
                 let placed = PlacedHole {
                     span: start..start + h.max,
@@ -259,16 +259,16 @@ pub fn infill(
     cfg.gen_len = canvas.len();
     cfg.block_len = canvas.len();
     cfg.steps = opts.steps.unwrap_or(positions).max(1);
-    if cfg.cfg > 0.0 {
+    if cfg.guidance > 0.0 {
         return Err(Error::InvalidArgument("classifier-free guidance is not available for infilling".into()));
     }
     let mut filter = FilterWithMask {
         inner: HoleFilter {
             holes: &holes,
-            delete_id: spec.eos_ids[0],
-            eos_ids: spec.eos_ids.clone(),
+            delete_id: traits.eos_ids[0],
+            eos_ids: traits.eos_ids.clone(),
         },
-        mask: spec.mask_id,
+        mask: traits.mask_id,
     };
     let run = decode(&model.lm, vec![canvas], &cfg, Some(&mut filter), progress, CancelToken::new())?;
     let ids = run.rows[0].clone();
@@ -277,7 +277,7 @@ pub fn infill(
         .map(|h| {
             let (mut kept, mut confs) = (Vec::new(), Vec::new());
             for p in h.span.clone() {
-                if !spec.eos_ids.contains(&ids[p]) {
+                if !traits.eos_ids.contains(&ids[p]) {
                     kept.push(ids[p]);
                     confs.push(run.confidence[0][p].unwrap_or(f64::NAN));
                 }
@@ -292,7 +292,7 @@ pub fn infill(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let visible: Vec<u32> = ids.iter().copied().filter(|t| !spec.eos_ids.contains(t)).collect();
+    let visible: Vec<u32> = ids.iter().copied().filter(|t| !traits.eos_ids.contains(t)).collect();
     Ok(InfillResult {
         text: tok.decode(&visible, true)?,
         holes: fills,

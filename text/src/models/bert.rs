@@ -5,7 +5,7 @@
 use candle_nn::VarBuilder;
 use candle_transformers::models::{bert, modernbert};
 
-use super::{Family, ModelSpec, Net};
+use super::{Family, ModelTraits, Net};
 use crate::error::{Error, Result};
 
 pub(super) fn load(
@@ -13,7 +13,7 @@ pub(super) fn load(
     config: &serde_json::Value,
     vb: VarBuilder,
     special: &dyn Fn(&str) -> Option<u32>,
-) -> Result<(Net, ModelSpec)> {
+) -> Result<(Net, ModelTraits)> {
     let mask_id = special("[MASK]")
         .or_else(|| special("<mask>"))
         .ok_or_else(|| Error::Model("the tokenizer has no [MASK] token".into()))?;
@@ -48,7 +48,7 @@ pub(super) fn load(
     };
     Ok((
         net,
-        ModelSpec {
+        ModelTraits {
             family,
             mask_id,
             eos_ids: vec![sep],

@@ -53,7 +53,7 @@ impl Family {
 
 /// Token ids and behaviour the decoder needs to know about a model.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ModelSpec {
+pub struct ModelTraits {
     /// Family.
     pub family: Family,
     /// The `[MASK]` id.
@@ -81,7 +81,7 @@ enum Net {
 /// A loaded masked-diffusion language model.
 pub struct DiffusionLm {
     net: Net,
-    spec: ModelSpec,
+    traits: ModelTraits,
     device: Device,
     dtype: DType,
 }
@@ -101,11 +101,11 @@ impl DiffusionLm {
         }
         // Safety: the shards are memory-mapped read-only; they must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device)? };
-        let (net, spec) = match family {
+        let (net, traits) = match family {
             Family::Llada => {
                 let cfg: llada::Config = parse(&config, "LLaDA")?;
                 let net = llada::new(&cfg, vb)?;
-                let spec = ModelSpec {
+                let traits = ModelTraits {
                     family,
                     mask_id: cfg.mask_token_id,
                     eos_ids: eos_list(&config, cfg.eos_token_id, special),
@@ -115,13 +115,13 @@ impl DiffusionLm {
                     supports_cache: true,
                     max_len: cfg.max_sequence_length,
                 };
-                (Net::Transformer(net), spec)
+                (Net::Transformer(net), traits)
             }
             Family::Dream => {
                 let cfg: dream::Config = parse(&config, "Dream")?;
                 let net = dream::new(&cfg, vb)?;
                 let eos = cfg.eos_token_id.or_else(|| special("<|endoftext|>")).unwrap_or(cfg.pad_token_id);
-                let spec = ModelSpec {
+                let traits = ModelTraits {
                     family,
                     mask_id: cfg.mask_token_id,
                     eos_ids: eos_list(&config, eos, special),
@@ -131,13 +131,13 @@ impl DiffusionLm {
                     supports_cache: true,
                     max_len: cfg.max_position_embeddings,
                 };
-                (Net::Transformer(net), spec)
+                (Net::Transformer(net), traits)
             }
             Family::Bert | Family::ModernBert => bert::load(family, &config, vb, special)?,
         };
         Ok(Self {
             net,
-            spec,
+            traits,
             device: device.clone(),
             dtype,
         })
@@ -149,8 +149,8 @@ impl DiffusionLm {
     }
 
     /// The decoder-facing facts.
-    pub fn spec(&self) -> &ModelSpec {
-        &self.spec
+    pub fn traits(&self) -> &ModelTraits {
+        &self.traits
     }
 
     /// Device of the weights.

@@ -93,13 +93,13 @@ pub fn evaluate(lm: &DiffusionLm, train: &[u32], heldout: &[u32], opts: &EvalOpt
     if l == 0 || w == 0 || heldout.len() < l {
         return Err(invalid(format!("need at least one window of {l} held-out tokens (have {})", heldout.len())));
     }
-    if let Some(max) = lm.spec().max_len.filter(|&m| m < l) {
+    if let Some(max) = lm.traits().max_len.filter(|&m| m < l) {
         return Err(invalid(format!("windows of {l} tokens exceed the model's {max}")));
     }
-    let mask_id = lm.spec().mask_id;
+    let mask_id = lm.traits().mask_id;
     let stride = if w > 1 { (heldout.len() - l) / (w - 1) } else { 0 };
     let windows: Vec<&[u32]> = (0..w).map(|i| &heldout[i * stride..i * stride + l]).collect();
-    let unigram = Unigram::fit(train, lm.spec().vocab);
+    let unigram = Unigram::fit(train, lm.traits().vocab);
     let mut rng = PortableRng::new(opts.seed);
     let (mut correct, mut scored, mut unigram_correct) = (0usize, 0usize, 0usize);
     let mut bound = 0.0;
