@@ -40,7 +40,12 @@ fn prepare_tokenize_train_resume_evaluate_generate() {
     let prep: Vec<&str> = ["--json", "train", "prepare-text", "--out", &data_arg, "--chunk-bytes", "400", "--heldout-every", "5"].into_iter().chain(sources.iter().map(String::as_str)).collect();
     let v = json(&stipple(&prep));
     assert_eq!(v["files"], 3);
-    assert!(v["heldout_bytes"].as_u64().unwrap() > 1000 && v["train_bytes"].as_u64().unwrap() > 4 * v["heldout_bytes"].as_u64().unwrap(), "{v}");
+    // every 5th chunk is held out: about a fifth of the text (chunks end at line or
+    // sentence ends, so the share depends on the sources' wording; it was exactly 4:1 too
+    // tight to survive README edits)
+    let (heldout, train) = (v["heldout_bytes"].as_f64().unwrap(), v["train_bytes"].as_f64().unwrap());
+    let share = heldout / (heldout + train);
+    assert!(heldout > 1000.0 && (0.12..0.28).contains(&share), "{v}");
     fails_with(&stipple(&prep), "already exists");
 
     // training before a tokenizer exists says what to run

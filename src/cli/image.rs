@@ -148,6 +148,43 @@ fn output_paths(out: Option<&Path>, seed: u64, n: usize, overwrite: bool) -> Vec
     }
 }
 
+/// `--scheduler` with `--sigmas` applied.
+fn sampler_choice(args: &ImageArgs) -> Result<Option<SamplerSpec>> {
+    let sampler: Option<SamplerSpec> = args.scheduler.as_deref().map(str::parse).transpose()?;
+    match (sampler, args.sigmas) {
+        (Some(base), Some(sig)) => Ok(Some(SamplerSpec { sigmas: sig, ..base })),
+        (None, Some(_)) => bail!("--sigmas needs --scheduler"),
+        (s, None) => Ok(s),
+    }
+}
+
+/// The request the arguments describe (init image, mask and fixed latents read from their files).
+fn image_request(args: &ImageArgs, prompt: String, sampler: Option<SamplerSpec>) -> Result<ImageRequest> {
+    let open = |p: &PathBuf| image_io::open(p);
+    let init_image = args.init_image.as_ref().map(open).transpose()?;
+    let mask = args.mask.as_ref().map(open).transpose()?;
+    let latents = match &args.latents {
+        Some(p) => Some(Tensor::read_npy(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    Ok(ImageRequest {
+        prompt,
+        negative_prompt: args.negative_prompt.clone(),
+        steps: args.steps,
+        guidance: args.guidance,
+        guidance_rescale: args.guidance_rescale,
+        sampler,
+        width: args.width,
+        height: args.height,
+        batch: args.batch,
+        init_image,
+        strength: args.strength,
+        mask,
+        latents,
+        prompt_blend: None,
+    })
+}
+
 /// Run `stipple image`.
 pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     let prompt = args.prompt.clone().or_else(|| args.prompt_arg.clone()).context("give a prompt (stipple image \"a red fox\" or --prompt)")?;
@@ -161,14 +198,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     if args.latents.is_some() && args.count > 1 {
         bail!("--latents fixes the noise of one run; use --count 1");
     }
-    let mut sampler: Option<SamplerSpec> = args.scheduler.as_deref().map(str::parse).transpose()?;
-    if let Some(sig) = args.sigmas {
-        let base = match sampler {
-            Some(s) => s,
-            None => bail!("--sigmas needs --scheduler"),
-        };
-        sampler = Some(SamplerSpec { sigmas: sig, ..base });
-    }
+    let sampler = sampler_choice(args)?;
     let load_start = Instant::now();
     let mut pipe = StableDiffusion::load_with_config(&model_path, args.config.as_deref(), &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
     let taesd = match &args.taesd {
@@ -183,29 +213,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         taesd
     };
     let load_seconds = load_start.elapsed().as_secs_f64();
-    let open = |p: &PathBuf| image_io::open(p);
-    let init_image = args.init_image.as_ref().map(open).transpose()?;
-    let mask = args.mask.as_ref().map(open).transpose()?;
-    let latents = match &args.latents {
-        Some(p) => Some(Tensor::read_npy(p).with_context(|| format!("reading {}", p.display()))?),
-        None => None,
-    };
-    let req = ImageRequest {
-        prompt: prompt.clone(),
-        negative_prompt: args.negative_prompt.clone(),
-        steps: args.steps,
-        guidance: args.guidance,
-        guidance_rescale: args.guidance_rescale,
-        sampler,
-        width: args.width,
-        height: args.height,
-        batch: args.batch,
-        init_image,
-        strength: args.strength,
-        mask,
-        latents,
-        prompt_blend: None,
-    };
+    let req = image_request(args, prompt.clone(), sampler)?;
     // Check sizes and settings before any work, so mistakes cost nothing.
     let (width, height) = pipe.output_size(&req)?;
     let first_seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);

@@ -36,11 +36,11 @@ pub fn run(g: &Global, args: &InfillArgs) -> Result<()> {
     let mut decode = GenerateConfig { seed: g.seed.unwrap_or(0), ..GenerateConfig::default() };
     args.decode.apply(&mut decode);
     let opts = InfillOptions { steps: args.steps, decode, context: args.context.clone() };
-    let spec = match &args.model {
+    let source = match &args.model {
         Some(m) => m.clone(),
         None => stipple::defaults::model("text")?.display().to_string(),
     };
-    let model = TextModel::load(&spec, &g.device, g.dtype).with_context(|| format!("loading {spec}"))?;
+    let model = TextModel::load(&source, &g.device, g.dtype).with_context(|| format!("loading {source}"))?;
     let mut bar = BarProgress::new("infill", g.json);
     let out = infill(&model, &template, &opts, Some(&mut bar as &mut dyn Progress<CanvasView>))?;
     bar.finish();

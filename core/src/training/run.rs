@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::loss_curve::{self, LossPoint};
-use super::optim::WarmupCosine;
+use super::optim::{Params, WarmupCosine};
 use super::state::{Checkpoint, TrainState};
 use super::step_loop::{LoopOptions, TrainStep};
 use crate::{Error, Result};
@@ -82,6 +82,14 @@ pub struct RunPlan {
     pub max_minutes: Option<f64>,
 }
 
+impl RunPlan {
+    /// The plan of a loop of `looped.steps` steps of `per_step` `unit`, checkpointed and
+    /// limited as `settings` say.
+    pub fn new(looped: &LoopOptions, per_step: usize, unit: &'static str, settings: &RunSettings) -> Self {
+        Self { steps: looped.steps, per_step, unit, checkpoint_every: settings.checkpoint_every, max_minutes: settings.max_minutes }
+    }
+}
+
 /// Where a run stands, for a progress display.
 #[derive(Clone, Debug)]
 pub struct RunStatus {
@@ -145,17 +153,21 @@ impl TrainingRun {
         Ok(Self { out: out.to_path_buf(), checkpoint: Some(ckpt), record: Some(record) })
     }
 
-    /// The folder the run writes.
-    pub fn out(&self) -> &Path {
-        &self.out
-    }
-
-    /// AdamW's weight decay and the EMA's decay: a resumed run's own (runs saved before
-    /// they were recorded: the given ones), else the given ones.
-    pub fn optimiser(&self, weight_decay: f64, ema: f64) -> (f64, f64) {
+    /// A fresh state over `params` with AdamW's weight decay and the EMA's decay: a
+    /// resumed run's own (runs saved before they were recorded: the given ones), else the
+    /// given ones.
+    pub fn new_state(&self, params: Params, settings: &RunSettings) -> Result<TrainState> {
         let saved = self.record.as_ref().map(|r| &r.options["optimiser"]);
         let get = |key: &str, given: f64| saved.and_then(|o| o[key].as_f64()).unwrap_or(given);
-        (get("weight_decay", weight_decay), get("ema", ema))
+        TrainState::new(params, get("weight_decay", settings.weight_decay), get("ema", settings.ema))
+    }
+
+    /// The options a recipe records in its checkpoint: its objective's under `key`, the
+    /// loop's, the model it started from and the optimiser's.
+    pub fn record_options(key: &str, objective: &impl serde::Serialize, looped: &LoopOptions, init: Option<&Path>, state: &TrainState) -> Result<serde_json::Value> {
+        let objective = serde_json::to_value(objective).map_err(|e| Error::Training(format!("recording the {key} options: {e}")))?;
+        let looped = serde_json::to_value(looped).map_err(|e| Error::Training(format!("recording the loop options: {e}")))?;
+        Ok(json!({ key: objective, "loop": looped, "init": init, "optimiser": { "weight_decay": state.opt.weight_decay, "ema": state.ema.decay } }))
     }
 
     /// The trained model a run started from: `init` for a new run, a resumed run's own.

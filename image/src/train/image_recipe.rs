@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use serde_json::json;
 use stipple_core::config::{ClassDefaults, SchedulerConfig, TimestepSpacing};
 use stipple_core::prediction::PredictionType;
-use stipple_core::training::{LoopOptions, RunEvent, RunPlan, RunSettings, TrainState, TrainingRun};
+use stipple_core::training::{LoopOptions, RunEvent, RunPlan, RunSettings, TrainingRun};
 
 use super::clip_vocab;
 use super::dataset::ImageFolder;
@@ -148,12 +148,11 @@ pub fn train_image(job: &ImageTrainJob, device: &Device, events: &mut dyn FnMut(
         model.load_trained(init)?;
     }
     let init = run.init_dir(job.init.as_deref());
-    let (weight_decay, ema) = run.optimiser(job.run.weight_decay, job.run.ema);
-    let mut state = TrainState::new(params_of(&model.varmap)?, weight_decay, ema)?;
+    let mut state = run.new_state(params_of(&model.varmap)?, &job.run)?;
     let parameters: usize = state.params.values().map(|v| v.elem_count()).sum();
     events(&RunEvent::Note(format!("{} pictures, {}x{} latents; {parameters} parameters", data.records.len(), latents.mean.dim(2)?, latents.mean.dim(3)?)));
-    let options = json!({ "diffusion": opts, "loop": looped, "init": init, "optimiser": { "weight_decay": weight_decay, "ema": ema } });
-    let plan = RunPlan { steps: looped.steps, per_step: opts.batch, unit: "images", checkpoint_every: job.run.checkpoint_every, max_minutes: job.run.max_minutes };
+    let options = TrainingRun::record_options("diffusion", &opts, &looped, init.as_deref(), &state)?;
+    let plan = RunPlan::new(&looped, opts.batch, "images", &job.run);
     run.run(
         &mut state,
         config.clone(),

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use serde_json::json;
 use stipple_core::training::{LoopOptions, Params, RunEvent, RunPlan, RunSettings, TrainState, TrainingRun};
 
 use super::autoencoder::{self, AutoencoderOptions};
@@ -86,10 +85,9 @@ pub fn train_vae(job: &VaeTrainJob, device: &Device, events: &mut dyn FnMut(&Run
     // a frozen encoder's weights are saved as they are; the trained ones as their EMA
     let (trained, frozen): (Params, Params) = params_of(&varmap)?.into_iter().partition(|(name, _)| !opts.decoder_only || autoencoder::is_decoder_param(name));
     let frozen: HashMap<String, Tensor> = frozen.into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
-    let (weight_decay, ema) = run.optimiser(job.run.weight_decay, job.run.ema);
-    let mut state = TrainState::new(trained, weight_decay, ema)?;
-    let options = json!({ "autoencoder": opts, "loop": looped, "init": init, "optimiser": { "weight_decay": weight_decay, "ema": ema } });
-    let plan = RunPlan { steps: looped.steps, per_step: opts.batch, unit: "images", checkpoint_every: job.run.checkpoint_every, max_minutes: job.run.max_minutes };
+    let mut state = run.new_state(trained, &job.run)?;
+    let options = TrainingRun::record_options("autoencoder", &opts, &looped, init.as_deref(), &state)?;
+    let plan = RunPlan::new(&looped, opts.batch, "images", &job.run);
     run.run(
         &mut state,
         config.clone(),

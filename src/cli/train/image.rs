@@ -186,10 +186,7 @@ pub fn train_vae(g: &Global, a: &VaeTrainArgs) -> Result<()> {
         init: a.init.clone(),
         decoder_only: a.decoder_only,
     };
-    let bar = RunBar::new(g)?;
-    let summary = vae_recipe::train_vae(&job, &g.device, &mut |e| bar.show(e))?;
-    bar.finish(g, &summary, &a.out);
-    Ok(())
+    RunBar::drive(g, &a.out, |events| vae_recipe::train_vae(&job, &g.device, events))
 }
 
 pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
@@ -207,8 +204,5 @@ pub fn train_image(g: &Global, a: &ImageTrainArgs) -> Result<()> {
         },
         init: a.init.clone(),
     };
-    let bar = RunBar::new(g)?;
-    let summary = image_recipe::train_image(&job, &g.device, &mut |e| bar.show(e))?;
-    bar.finish(g, &summary, &a.out);
-    Ok(())
+    RunBar::drive(g, &a.out, |events| image_recipe::train_image(&job, &g.device, events))
 }

@@ -106,6 +106,14 @@ pub struct RunBar {
 }
 
 impl RunBar {
+    /// Runs a recipe with a bar, then prints its summary.
+    pub fn drive<E: Into<anyhow::Error>>(g: &Global, out: &std::path::Path, recipe: impl FnOnce(&mut dyn FnMut(&RunEvent)) -> std::result::Result<serde_json::Value, E>) -> Result<()> {
+        let bar = Self::new(g)?;
+        let summary = recipe(&mut |e| bar.show(e)).map_err(Into::into)?;
+        bar.finish(g, &summary, out);
+        Ok(())
+    }
+
     /// A bar for a run (hidden with `--json`).
     pub fn new(g: &Global) -> Result<Self> {
         let bar = ProgressBar::with_draw_target(Some(0), if g.json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });

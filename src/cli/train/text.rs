@@ -133,10 +133,7 @@ pub fn train_text(g: &Global, a: &TextTrainArgs) -> Result<()> {
         shape: TextModelShape { layers: a.layers, hidden: a.hidden, heads: a.heads, mlp: a.mlp, seq_len: a.seq_len },
         batch: a.batch,
     };
-    let bar = RunBar::new(g)?;
-    let summary = recipe::train_text(&job, &g.device, &mut |e| bar.show(e))?;
-    bar.finish(g, &summary, &a.out);
-    Ok(())
+    RunBar::drive(g, &a.out, |events| recipe::train_text(&job, &g.device, events))
 }
 
 pub fn eval_text(g: &Global, a: &EvalTextArgs) -> Result<()> {
