@@ -309,9 +309,10 @@ mod tests {
             (1, 1, 1, 5, 77, 12, true),
             (1, 2, 1, 40, 1, 80, false),
         ] {
-            let q = Tensor::randn(0f32, 1.0, (b, nq, hq * d), &dev).unwrap();
-            let k = (Tensor::randn(0f32, 1.0, (b, nk, hkv * d), &dev).unwrap() * 3.0).unwrap();
-            let v = Tensor::randn(0f32, 1.0, (b, nk, hkv * d), &dev).unwrap();
+            use crate::test_util::seeded_randn;
+            let q = seeded_randn(&[b, nq, hq * d], 1);
+            let k = (seeded_randn(&[b, nk, hkv * d], 2) * 3.0).unwrap();
+            let v = seeded_randn(&[b, nk, hkv * d], 3);
             let bias = masked.then(|| {
                 let m: Vec<f32> = (0..b * nk).map(|i| if i % 5 == 1 { -1e30 } else { (i % 7) as f32 * 0.1 }).collect();
                 Tensor::from_vec(m, (b, nk), &dev).unwrap()

@@ -28,6 +28,21 @@ pub fn tracks_grad(tensors: &[&candle_core::Tensor]) -> bool {
 pub(crate) mod test_util {
     use candle_core::Tensor;
 
+    /// Standard-normal f32 noise of `shape` from a seeded generator (candle's CPU `randn`
+    /// cannot be seeded, so tests on it would check different inputs on every run).
+    pub fn seeded_randn(shape: &[usize], seed: u64) -> Tensor {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                let (u, v): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random());
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &candle_core::Device::Cpu).unwrap()
+    }
+
     /// The largest absolute difference between two tensors of the same shape.
     pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
