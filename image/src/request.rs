@@ -13,7 +13,7 @@ pub struct ImageRequest {
     pub prompt: String,
     /// The negative prompt (`None`: none; SDXL then uses zero embeddings).
     pub negative_prompt: Option<String>,
-    /// Inference steps (`None`: the model's default, see [`StableDiffusion::default_steps`]).
+    /// Inference steps (`None`: the model's default, see [`StableDiffusion::default_steps`](crate::StableDiffusion::default_steps)).
     pub steps: Option<usize>,
     /// Guidance scale (`None`: the model's default; CFG runs only above 1).
     pub guidance: Option<f64>,
