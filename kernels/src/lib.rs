@@ -7,6 +7,8 @@ mod attention_tiles;
 pub mod confidence;
 pub mod conv;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod fastmath;
 pub mod gated;
 pub mod group_norm;

@@ -46,10 +46,25 @@ impl DeviceArg {
                 if !candle_core::utils::cuda_is_available() {
                     bail!("--device cuda:{n}: this stipple was built without CUDA (rebuild with `--features cuda`)");
                 }
-                Ok(Device::new_cuda(n)?)
+                // the first line: candle appends a backtrace when RUST_BACKTRACE is set
+                Device::new_cuda(n).map_err(|e| anyhow::anyhow!("--device cuda:{n}: {}", cuda_problem(e.to_string().lines().next().unwrap_or_default())))
             }
         }
     }
+}
+
+/// What a CUDA start-up error means for the user.
+fn cuda_problem(err: &str) -> String {
+    let why = if err.contains("STUB_LIBRARY") || err.contains("NO_DEVICE") || err.contains("libcuda") {
+        "no NVIDIA driver or GPU on this machine"
+    } else if err.contains("INSUFFICIENT_DRIVER") || err.contains("UNSUPPORTED_PTX_VERSION") {
+        "the NVIDIA driver is older than the CUDA 13.0 this stipple was built for (update the driver)"
+    } else if err.contains("INVALID_DEVICE") {
+        "no GPU with that number (nvidia-smi lists them)"
+    } else {
+        "the GPU could not be opened"
+    };
+    format!("{why} ({err})")
 }
 
 /// A floating-point type as written on the command line.
