@@ -40,13 +40,11 @@ pub(super) fn propose<N: NoiseSource + ?Sized>(
         None
     } else {
         let idx = Tensor::from_vec(flat.clone(), flat.len(), logits.device())?;
-        // the CPU kernel reads host memory; a CUDA twin would run on the device instead
-        Some(
-            logits
-                .reshape((b * l, v))?
-                .index_select(&idx, 0)?
-                .to_device(&Device::Cpu)?,
-        )
+        let picked = logits.reshape((b * l, v))?.index_select(&idx, 0)?;
+        // the fused kernel runs where the logits are (its CUDA twin with the `cuda`
+        // feature); the sampled paths read host memory
+        let on_device = cfg!(feature = "cuda") && !logits.device().is_cpu() && tc.deterministic_raw();
+        Some(if on_device { picked } else { picked.to_device(&Device::Cpu)? })
     };
 
     if tc.deterministic_raw() {

@@ -46,10 +46,11 @@ impl TrainableLlada {
         let (h, m) = (t.hidden, t.mlp_hidden);
         vb.get_with_hints((t.vocab, h), &format!("{}.weight", NAMES.embed), w)?;
         for i in 0..t.layers {
-            for (part, shape) in [("q_proj", (h, h)), ("k_proj", (h, h)), ("v_proj", (h, h)), ("attn_out", (h, h)), ("ff_proj", (m, h)), ("up_proj", (m, h)), ("ff_out", (h, m))] {
+            let n = &NAMES;
+            for (part, shape) in [(n.q, (h, h)), (n.k, (h, h)), (n.v, (h, h)), (n.o, (h, h)), (n.gate, (m, h)), (n.up, (m, h)), (n.down, (h, m))] {
                 vb.get_with_hints(shape, &block_name(i, part), w)?;
             }
-            for part in ["attn_norm", "ff_norm"] {
+            for part in [n.attn_norm, n.mlp_norm] {
                 vb.get_with_hints(h, &block_name(i, part), Init::Const(1.0))?;
             }
         }
