@@ -251,6 +251,92 @@ pub fn confidence_stats(logits: &Tensor, acc: Accumulate) -> Result<Vec<RowStats
     }
 }
 
+/// Counter-based Gumbel noise for one step: the uniform for token `i` of canvas row `r`
+/// is [`crate::counter_rng::uniform`]`(key, r, i)`, so every device draws the same noise
+/// and no noise is drawn for rows that are not scored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GumbelNoise {
+    /// This step's key (drawn once per step from the sampler's seeded stream).
+    pub key: u64,
+    /// Sampling temperature (> 0; temperature 0 is plain argmax, see [`confidence_stats`]).
+    pub temperature: f64,
+}
+
+/// A Gumbel-max draw over one row of logits, with the row's statistics (LLaDA reads the
+/// confidence from the un-noised softmax).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GumbelPick {
+    /// The row's softmax statistics, as [`confidence_stats`] gives them.
+    pub stats: RowStats,
+    /// `argmax_i (l_i - T ln(-ln u_i))`, the first on ties (the Gumbel-max trick: a draw
+    /// from `softmax(l / T)`).
+    pub token: u32,
+    /// The logit of `token`.
+    pub logit: f32,
+}
+
+/// The Gumbel-max token of one row (`row_id` names it in the noise counter).
+fn gumbel_argmax<T: WithDType>(row: &[T], row_id: u32, noise: GumbelNoise) -> (u32, f32) {
+    let (mut best, mut best_score, mut best_logit) = (0u32, f64::NEG_INFINITY, row.first().map_or(f32::NAN, |x| x.to_f64() as f32));
+    for (i, x) in row.iter().enumerate() {
+        let l = x.to_f64() as f32;
+        let u = crate::counter_rng::uniform(noise.key, row_id, i as u32);
+        let score = l as f64 - noise.temperature * (-u.ln()).ln();
+        if score > best_score {
+            (best, best_score, best_logit) = (i as u32, score, l);
+        }
+    }
+    (best, best_logit)
+}
+
+fn gumbel_rows_cpu<T: WithDType>(data: &[T], vocab: usize, row_ids: &[u32], noise: GumbelNoise, acc: Accumulate) -> Vec<GumbelPick> {
+    let scan_row = match acc {
+        Accumulate::F32 => scan::<T, f32>,
+        Accumulate::F64 => scan::<T, f64>,
+    };
+    data.par_chunks(vocab)
+        .zip(row_ids.par_iter())
+        .map(|(row, &id)| {
+            let (token, logit) = gumbel_argmax(row, id, noise);
+            GumbelPick { stats: scan_row(row), token, logit }
+        })
+        .collect()
+}
+
+/// Per-row statistics and a Gumbel-max token for `logits` `[rows, vocab]` (f32, f16 or
+/// bf16), row `j` drawing its noise as canvas row `row_ids[j]`.
+///
+/// CPU tensors run the Rust kernel (parallel over rows); CUDA tensors its twin in
+/// `kernels/cuda/confidence.cu`, with the same Philox noise: the same tokens on both.
+pub fn gumbel_pick(logits: &Tensor, row_ids: &[u32], noise: GumbelNoise, acc: Accumulate) -> Result<Vec<GumbelPick>> {
+    let vocab = *logits.dims().last().ok_or_else(|| Error::Msg("gumbel_pick: scalar logits".into()))?;
+    if vocab == 0 || logits.elem_count() / vocab != row_ids.len() {
+        return Err(Error::Msg(format!("gumbel_pick: {} rows of logits {:?} for {} row ids", logits.elem_count() / vocab.max(1), logits.shape(), row_ids.len())));
+    }
+    if !(noise.temperature > 0.0 && noise.temperature.is_finite()) {
+        return Err(Error::Msg(format!("gumbel_pick: temperature {} must be finite and > 0", noise.temperature)));
+    }
+    match logits.device() {
+        Device::Cpu => {
+            let logits = logits.contiguous()?;
+            let (storage, layout) = logits.storage_and_layout();
+            let (start, end) = layout.contiguous_offsets().ok_or_else(|| Error::Msg("gumbel_pick: non-contiguous logits".into()))?;
+            let Storage::Cpu(cpu) = &*storage else {
+                return Err(Error::Msg("gumbel_pick: expected CPU storage".into()));
+            };
+            match logits.dtype() {
+                DType::F32 => Ok(gumbel_rows_cpu(&cpu.as_slice::<f32>()?[start..end], vocab, row_ids, noise, acc)),
+                DType::F16 => Ok(gumbel_rows_cpu(&cpu.as_slice::<half::f16>()?[start..end], vocab, row_ids, noise, acc)),
+                DType::BF16 => Ok(gumbel_rows_cpu(&cpu.as_slice::<half::bf16>()?[start..end], vocab, row_ids, noise, acc)),
+                dt => Err(Error::Msg(format!("gumbel_pick: unsupported dtype {dt:?} (f32, f16, bf16)"))),
+            }
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => crate::cuda::gumbel_pick(logits, vocab, row_ids, noise, acc),
+        other => Err(Error::Msg(format!("gumbel_pick: no kernel for device {:?} yet; move the logits to the CPU", other.location()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +458,86 @@ mod tests {
         let s = confidence_stats(&tt, Accumulate::F32).unwrap();
         assert_eq!(s.len(), 4);
         assert!(s.iter().all(|x| x.argmax == 5));
+    }
+
+    #[test]
+    fn gumbel_pick_is_the_gumbel_max_of_the_counter_noise() {
+        let (rows, vocab) = (6, 301);
+        let v = random_rows(rows, vocab, 5);
+        let t = Tensor::from_vec(v.clone(), (rows, vocab), &Device::Cpu).unwrap();
+        let ids = [40, 3, 17, 9, 0, 1000];
+        let noise = GumbelNoise { key: 0x1234_5678_9abc, temperature: 0.7 };
+        let picks = gumbel_pick(&t, &ids, noise, Accumulate::F64).unwrap();
+        let stats = confidence_stats(&t, Accumulate::F64).unwrap();
+        for (r, p) in picks.iter().enumerate() {
+            let row = &v[r * vocab..(r + 1) * vocab];
+            let scores: Vec<f64> = row.iter().enumerate().map(|(i, &l)| l as f64 - 0.7 * (-crate::counter_rng::uniform(noise.key, ids[r], i as u32).ln()).ln()).collect();
+            let best = (0..vocab).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
+            assert_eq!(p.token as usize, best, "row {r}");
+            assert_eq!(p.logit, row[best]);
+            assert_eq!(p.stats, stats[r]);
+        }
+        // another key, another draw somewhere; the same key, the same draw
+        let again = gumbel_pick(&t, &ids, noise, Accumulate::F64).unwrap();
+        assert_eq!(again, picks);
+        let other = gumbel_pick(&t, &ids, GumbelNoise { key: 99, ..noise }, Accumulate::F64).unwrap();
+        assert_ne!(other.iter().map(|p| p.token).collect::<Vec<_>>(), picks.iter().map(|p| p.token).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn gumbel_pick_samples_the_tempered_softmax() {
+        // logits ln 1, ln 2, ln 3: p = 1/6, 2/6, 3/6 at T = 1; at T = 0.5, softmax(2l) = 1/14, 4/14, 9/14
+        let row = Tensor::new(&[[0f32, 2f32.ln(), 3f32.ln()]], &Device::Cpu).unwrap();
+        for (temperature, want) in [(1.0, [1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0]), (0.5, [1.0 / 14.0, 4.0 / 14.0, 9.0 / 14.0])] {
+            let n = 30_000;
+            let mut counts = [0usize; 3];
+            for key in 0..n {
+                counts[gumbel_pick(&row, &[3], GumbelNoise { key, temperature }, Accumulate::F32).unwrap()[0].token as usize] += 1;
+            }
+            for (c, w) in counts.iter().zip(want) {
+                assert!((*c as f64 / n as f64 - w).abs() < 0.01, "T {temperature}: {counts:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn gumbel_pick_rejects_bad_requests() {
+        let t = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+        let noise = GumbelNoise { key: 1, temperature: 1.0 };
+        assert!(gumbel_pick(&t, &[0], noise, Accumulate::F32).is_err());
+        assert!(gumbel_pick(&t, &[0, 1], GumbelNoise { temperature: 0.0, ..noise }, Accumulate::F32).is_err());
+        assert!(gumbel_pick(&t, &[0, 1], noise, Accumulate::F32).is_ok());
+    }
+
+    /// The Gumbel kernel's CUDA twin: the same Philox noise, so the same tokens.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_twin_gumbel_pick_matches_the_cpu_kernel() {
+        let dev = match Device::new_cuda(0) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipped: no usable CUDA device ({e})");
+                return;
+            }
+        };
+        for (rows, vocab) in [(1, 1), (3, 5), (4, 257), (3, 4099), (2, 126_464), (2, 152_064)] {
+            let cpu = Tensor::from_vec(random_rows(rows, vocab, 21 + vocab as u64), (rows, vocab), &Device::Cpu).unwrap();
+            let ids: Vec<u32> = (0..rows as u32).map(|r| 7 * r + 1).collect();
+            for (dtype, tol) in [(DType::F32, 1e-5), (DType::F16, 1e-2), (DType::BF16, 1e-2)] {
+                let x = cpu.to_dtype(dtype).unwrap();
+                for (acc, temperature) in [(Accumulate::F32, 1.0), (Accumulate::F64, 0.3)] {
+                    let noise = GumbelNoise { key: 0xfeed_0000 + vocab as u64, temperature };
+                    let want = gumbel_pick(&x, &ids, noise, acc).unwrap();
+                    let got = gumbel_pick(&x.to_device(&dev).unwrap(), &ids, noise, acc).unwrap();
+                    for (g, w) in got.iter().zip(&want) {
+                        let close = |a: f64, b: f64| (a - b).abs() <= tol * b.abs().max(1e-30) || (a.is_nan() && b.is_nan());
+                        assert_eq!((g.token, g.logit.to_bits()), (w.token, w.logit.to_bits()), "{rows}x{vocab} {dtype:?} {acc:?}");
+                        assert_eq!(g.stats.argmax, w.stats.argmax);
+                        assert!(close(g.stats.p1, w.stats.p1) && close(g.stats.neg_entropy, w.stats.neg_entropy), "{g:?} vs {w:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// The CUDA twin against the CPU kernel on fresh random rows of several shapes (odd

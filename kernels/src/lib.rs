@@ -6,6 +6,7 @@ pub mod attention;
 mod attention_tiles;
 pub mod confidence;
 pub mod conv;
+pub mod counter_rng;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;

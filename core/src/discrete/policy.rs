@@ -88,6 +88,11 @@ pub enum NoiseScope {
     Canvas,
     /// Draw only for masked positions in the window.
     Masked,
+    /// As `Masked`, but LLaDA's Gumbel noise comes from a counter-based stream: one key per
+    /// step, then the uniform of token `i` at canvas row `r` is Philox(key, r, i)
+    /// (`stipple_kernels::counter_rng`). Every device draws the same noise, rows are drawn
+    /// in parallel, and the noise stays next to the logits (the CUDA kernel makes it).
+    Counter,
 }
 
 /// The full step policy.
@@ -364,7 +369,7 @@ fn randomise_confidences<N: NoiseSource + ?Sized>(props: &mut [Vec<Committed>], 
                     c.confidence = random_confidence(us[c.position]);
                 }
             }
-            NoiseScope::Masked => {
+            NoiseScope::Masked | NoiseScope::Counter => {
                 for c in row.iter_mut() {
                     c.confidence = random_confidence(noise.uniform());
                 }
@@ -386,7 +391,7 @@ fn choose<N: NoiseSource + ?Sized>(row: &[Committed], k: usize, l: usize, policy
                     let all: Vec<f64> = (0..l).map(|_| noise.uniform()).collect();
                     pairs.iter().map(|p| all[p.0]).collect()
                 }
-                NoiseScope::Masked => pairs.iter().map(|_| noise.uniform()).collect(),
+                NoiseScope::Masked | NoiseScope::Counter => pairs.iter().map(|_| noise.uniform()).collect(),
             };
             if k == 0 { Vec::new() } else { select::sample_without_replacement(&pairs, k, alg_temp, &us) }
         }
@@ -430,6 +435,31 @@ mod tests {
         assert_eq!(r.committed.len(), 1);
         assert_eq!((r.committed[0].position, r.committed[0].token), (3, 0));
         assert_eq!(canvas, [9, 9, 1, 0, 9]);
+    }
+
+    #[test]
+    fn counter_scope_draws_one_key_and_tokens_do_not_depend_on_other_positions() {
+        use stipple_kernels::confidence::{GumbelNoise, gumbel_pick};
+        let mut p = Policy::llada(1.0, Remasking::LowConfidence);
+        p.noise_scope = NoiseScope::Counter;
+        let u = 0.375; // the step's key: u * 2^53
+        let key = (u * (1u64 << 53) as f64) as u64;
+        // all five positions masked, then only positions 1 and 4: the same tokens there
+        let full = {
+            let mut canvas = [9; 5];
+            let mut noise = ReplayNoise::new(vec![], vec![u]);
+            step_row(&logits(), &mut canvas, 9, 0..5, &p, 5, &mut noise).unwrap()
+        };
+        assert_eq!(full.candidates.len(), 5);
+        let mut canvas = [0, 9, 0, 0, 9];
+        let mut noise = ReplayNoise::new(vec![], vec![u]); // exactly one draw, or this panics
+        let part = step_row(&logits(), &mut canvas, 9, 0..5, &p, 2, &mut noise).unwrap();
+        let tok = |r: &RowStep, pos| r.candidates.iter().find(|c| c.position == pos).unwrap().token;
+        assert_eq!((tok(&part, 1), tok(&part, 4)), (tok(&full, 1), tok(&full, 4)));
+        // and they are the kernel's Gumbel-max picks for canvas rows 1 and 4 under that key
+        let rows = logits().index_select(&Tensor::new(&[1u32, 4], &Device::Cpu).unwrap(), 0).unwrap();
+        let picks = gumbel_pick(&rows, &[1, 4], GumbelNoise { key, temperature: 1.0 }, Accumulate::F32).unwrap();
+        assert_eq!((tok(&part, 1), tok(&part, 4)), (picks[0].token, picks[1].token));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! categorical per position); the deterministic paths use the fused kernel.
 
 use candle_core::{DType, Device, Tensor};
-use stipple_kernels::confidence::{RowStats, confidence_stats, row_stats};
+use stipple_kernels::confidence::{GumbelNoise, RowStats, confidence_stats, gumbel_pick, row_stats};
 
 use super::confidence::from_stats;
 use super::policy::{Committed, NoiseScope, Policy};
@@ -31,8 +31,11 @@ pub(super) fn propose<N: NoiseSource + ?Sized>(
         .iter()
         .map(|ps| Vec::with_capacity(ps.len()))
         .collect();
-    // gumbel with Canvas scope draws V uniforms for every position, even without candidates
+    // gumbel with Canvas scope draws V uniforms for every position, even without
+    // candidates; the counter stream draws one key per step, candidates or not
     let gumbel_noise = tc.gumbel && tc.temperature > 0.0;
+    let counter_gumbel = gumbel_noise && scope == NoiseScope::Counter;
+    let counter_key = counter_gumbel.then(|| (noise.uniform() * (1u64 << 53) as f64) as u64);
     if flat.is_empty() && !(gumbel_noise && scope == NoiseScope::Canvas) {
         return Ok(out);
     }
@@ -43,7 +46,7 @@ pub(super) fn propose<N: NoiseSource + ?Sized>(
         let picked = logits.reshape((b * l, v))?.index_select(&idx, 0)?;
         // the fused kernel runs where the logits are (its CUDA twin with the `cuda`
         // feature); the sampled paths read host memory
-        let on_device = cfg!(feature = "cuda") && !logits.device().is_cpu() && tc.deterministic_raw();
+        let on_device = cfg!(feature = "cuda") && !logits.device().is_cpu() && (tc.deterministic_raw() || counter_gumbel);
         Some(if on_device { picked } else { picked.to_device(&Device::Cpu)? })
     };
 
@@ -63,6 +66,20 @@ pub(super) fn propose<N: NoiseSource + ?Sized>(
                     token: st.argmax,
                     confidence: conf,
                 });
+            }
+        }
+        return Ok(out);
+    }
+
+    if let (Some(key), Some(r)) = (counter_key, &rows) {
+        // counter-based Gumbel-max: one fused pass per row, on the logits' device
+        let picks = gumbel_pick(r, &flat, GumbelNoise { key, temperature: tc.temperature }, acc)?;
+        let mut it = picks.iter();
+        for (bi, ps) in active.iter().enumerate() {
+            for &p in ps {
+                let pick = it.next().expect("one pick per active position");
+                let conf = from_stats(policy.remasking, &pick.stats, pick.token, pick.logit, acc);
+                out[bi].push(Committed { position: p, token: pick.token, confidence: conf });
             }
         }
         return Ok(out);

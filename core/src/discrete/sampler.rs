@@ -112,7 +112,7 @@ impl DiscreteSamplerSpec {
         if self.f64_confidence {
             policy.accumulate = Accumulate::F64;
         }
-        policy.noise_scope = NoiseScope::Masked;
+        policy.noise_scope = NoiseScope::Counter;
         // the references commit nothing when the schedule says 0
         policy.at_least_one = !matches!(self.commit, CommitRule::Schedule | CommitRule::Origin);
         Ok(DiscreteSampler { spec: *self, policy })
