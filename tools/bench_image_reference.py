@@ -6,7 +6,8 @@
                      tokenizer from image/tests/fixtures/sd1-tiny) to OUT, in the diffusers layout
   unet OUT RUNS      time one UNet evaluation as the SD pipeline makes it: batch 2 (CFG),
                      64x64 latents (a 512x512 image), 77 x 768 context, f32; prints JSON
-                     with every run and the median
+                     with every run and the median (DEVICE=cuda DTYPE=float16: on a GPU,
+                     in half precision, with PyTorch's default SDPA attention)
   e2e OUT STEPS      one 512x512 txt2img generation (STEPS steps, PNDM, CFG 7.5); prints
                      JSON with the wall time (run it under /usr/bin/time -v for peak RSS)
 
@@ -64,18 +65,22 @@ def make(out):
 def unet(out, runs):
     from diffusers import UNet2DConditionModel
 
-    model = UNet2DConditionModel.from_pretrained(os.path.join(out, "unet")).eval()
+    dev, dtype = torch.device(os.environ.get("DEVICE", "cpu")), getattr(torch, os.environ.get("DTYPE", "float32"))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model = UNet2DConditionModel.from_pretrained(os.path.join(out, "unet")).eval().to(dev, dtype)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 4, 64, 64, generator=g)
-    ctx = torch.randn(2, 77, 768, generator=g)
+    x = torch.randn(2, 4, 64, 64, generator=g).to(dev, dtype)
+    ctx = torch.randn(2, 77, 768, generator=g).to(dev, dtype)
     times = []
     with torch.no_grad():
         model(x, 500, encoder_hidden_states=ctx)  # warm-up
         for _ in range(runs):
+            sync()
             t = time.perf_counter()
             model(x, 500, encoder_hidden_states=ctx)
+            sync()
             times.append(time.perf_counter() - t)
-    print(json.dumps({"what": "diffusers UNet, batch 2, 64x64, f32", "threads": THREADS, "seconds": times,
+    print(json.dumps({"what": f"diffusers UNet, batch 2, 64x64, {dtype}, {dev.type}", "threads": THREADS, "seconds": times,
                       "median_s": statistics.median(times)}))
 
 

@@ -16,6 +16,10 @@ mirror works too and the work tree's checkout is never read; the clone only has 
 contain the commit. Fast-dLLM also carries the LLaDA and Dream modeling code and Dream's
 generation_utils.py that the scripts use. A script that needs a reference stops with
 these instructions when its variable is unset or its clone lacks the pinned commit.
+
+Where there is no git (the lent GPU machine), the variable may instead name a snapshot:
+a folder holding the needed files at their paths plus a `.stipple-snapshot` file whose
+content is the pinned commit (tools/gpu-check.sh --prepare writes one with `snapshot`).
 """
 
 import importlib.util
@@ -53,6 +57,11 @@ def reference_repo(var, url, commit):
         sys.exit(f"error: {var} is not set. Set it to a clone of {url} at commit {commit}, made with\n"
                  + clone_instructions(var, url, commit))
     repo = ReferenceRepo(var, url, commit, path)
+    marker = os.path.join(path, ".stipple-snapshot")
+    if os.path.exists(marker):
+        if open(marker).read().strip() != commit:
+            sys.exit(f"error: the snapshot {var}={path} is not of the pinned commit {commit} of {url}")
+        return repo
     if subprocess.run(["git", "-C", path, "rev-parse", "--git-dir"], capture_output=True).returncode != 0:
         sys.exit(f"error: {var}={path} is not a git repository (or does not exist). "
                  f"Set it to a clone of {url} at commit {commit}, made with\n"
@@ -67,6 +76,14 @@ def reference_repo(var, url, commit):
 def git_show(repo, path, dest):
     """Write `path` as it is at the pinned commit of `repo` (a `ReferenceRepo`) to `dest`
     (the clone may have no work tree, and its checkout is not read)."""
+    if os.path.exists(os.path.join(repo.path, ".stipple-snapshot")):
+        src = os.path.join(repo.path, path)
+        if not os.path.exists(src):
+            sys.exit(f"error: the snapshot {repo.var}={repo.path} lacks {path}")
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(src, "rb") as i, open(dest, "wb") as o:
+            o.write(i.read())
+        return
     r = subprocess.run(["git", "-C", repo.path, "show", f"{repo.commit}:{path}"], capture_output=True)
     if r.returncode != 0:
         have = subprocess.run(["git", "-C", repo.path, "cat-file", "-e", f"{repo.commit}^{{commit}}"], capture_output=True)
@@ -87,3 +104,26 @@ def import_file(name, path):
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def snapshot(ref, paths, out):
+    """Write `paths` of the reference `ref` (one of LLADA, FASTDLLM) at its pinned commit
+    to the folder `out`, with the `.stipple-snapshot` marker: a copy for a machine without
+    git (never committed to this repository)."""
+    repo = reference_repo(*ref)
+    for p in paths:
+        git_show(repo, p, os.path.join(out, p))
+    with open(os.path.join(out, ".stipple-snapshot"), "w") as f:
+        f.write(repo.commit)
+
+
+if __name__ == "__main__":
+    # python3 tools/reference_code.py snapshot OUT: the files the text scripts read
+    if len(sys.argv) == 3 and sys.argv[1] == "snapshot":
+        snapshot(LLADA, ["generate.py"], os.path.join(sys.argv[2], "LLaDA"))
+        fdl = [f"llada/model/{f}" for f in ["__init__.py", "configuration_llada.py", "modeling_llada.py"]] + ["llada/generate.py"]
+        fdl += [f"dream/model/{f}" for f in ["__init__.py", "configuration_dream.py", "modeling_dream.py", "generation_utils.py",
+                                             "generation_utils_block.py", "tokenization_dream.py"]]
+        snapshot(FASTDLLM, fdl, os.path.join(sys.argv[2], "Fast-dLLM"))
+    else:
+        sys.exit("usage: reference_code.py snapshot OUT")

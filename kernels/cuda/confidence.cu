@@ -5,14 +5,8 @@
 // Output: 6 doubles per row (argmax, max_logit, sum_exp, p1, p2, neg_entropy).
 // The gumbel_* kernels also take the Gumbel-max token under counter-based Philox noise
 // (the twin of kernels/src/counter_rng.rs) and write 8 doubles: the 6, the token, its logit.
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
 #include <math_constants.h>
-
-template <typename T> __device__ __forceinline__ float to_f32(T x);
-template <> __device__ __forceinline__ float to_f32<float>(float x) { return x; }
-template <> __device__ __forceinline__ float to_f32<__half>(__half x) { return __half2float(x); }
-template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+#include "common.cuh"
 
 template <typename A> __device__ __forceinline__ A acc_exp(A x);
 template <> __device__ __forceinline__ float acc_exp<float>(float x) { return expf(x); }

@@ -9,7 +9,8 @@ use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
 /// `silu?(group_norm(x) * gamma + beta)` for `x` `[b, c, ...]` with `groups` groups over
-/// the channels. CPU tensors use the fused kernel (f16 / bf16 computed in f32); other
+/// the channels. CPU tensors use the fused kernel (f16 / bf16 computed in f32), CUDA
+/// tensors (with the `cuda` feature) its twin in `kernels/cuda/group_norm.cu`; other
 /// devices use [`group_norm_unfused`].
 pub fn group_norm(
     x: &Tensor,
@@ -32,6 +33,10 @@ pub fn group_norm(
             return x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op);
         }
         return group_norm_unfused(x, groups, gamma, beta, eps, silu);
+    }
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return crate::cuda::group_norm(x, groups, gamma, beta, eps, silu);
     }
     if !x.device().is_cpu() {
         return group_norm_unfused(x, groups, gamma, beta, eps, silu);
@@ -315,6 +320,38 @@ mod tests {
             for v in [&x, &g, &bt] {
                 let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
                 assert!(crate::test_util::max_abs_diff(a, b) < 1e-3, "silu {silu}, gradient of {:?}", v.dims());
+            }
+        }
+    }
+
+    /// The CUDA twin against the CPU kernel on fresh random inputs: odd spatial sizes, one
+    /// channel per group, SD 1.5's 320-channel 64x64 activation, with and without SiLU.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_twin_group_norm_matches_the_cpu_kernel() {
+        let dev = match Device::new_cuda(0) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipped: no usable CUDA device ({e})");
+                return;
+            }
+        };
+        for (i, (shape, groups)) in [(vec![1, 4, 1, 1], 2), (vec![2, 8, 5, 7], 4), (vec![3, 32, 33], 32), (vec![2, 320, 64, 64], 32), (vec![1, 512, 17, 9], 32)].into_iter().enumerate() {
+            let c = shape[1];
+            let x = crate::test_util::seeded_randn(&shape, 60 + i as u64).affine(2.0, 0.5).unwrap();
+            let gamma = crate::test_util::seeded_randn(&[c], 70 + i as u64).affine(0.3, 1.0).unwrap();
+            let beta = (crate::test_util::seeded_randn(&[c], 80 + i as u64) * 0.3).unwrap();
+            for silu in [false, true] {
+                for (dt, rel) in [(DType::F32, 1e-5), (DType::F16, 1e-2), (DType::BF16, 1e-2)] {
+                    let x = x.to_dtype(dt).unwrap();
+                    let want = group_norm(&x, groups, &gamma, &beta, 1e-5, silu).unwrap().to_dtype(DType::F32).unwrap();
+                    let on = |t: &Tensor| t.to_device(&dev).unwrap();
+                    let got = group_norm(&on(&x), groups, &on(&gamma), &on(&beta), 1e-5, silu).unwrap();
+                    let got = got.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
+                    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+                    let diff = crate::test_util::max_abs_diff(&got, &want);
+                    assert!(diff <= rel * scale, "{shape:?} groups {groups} silu {silu} {dt:?}: {diff} (scale {scale})");
+                }
             }
         }
     }

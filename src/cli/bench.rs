@@ -32,6 +32,9 @@ pub enum BenchWhat {
     /// Rendering a spectrogram (inverse mel + Griffin-Lim), and optionally the whole
     /// text-to-music path's real-time factor with a model.
     Audio(AudioBench),
+    /// stipple's fused kernels against the candle ops they replace, at real models' shapes
+    /// (on the `--device` and `--dtype` given).
+    Kernels(super::bench_kernels::KernelBench),
 }
 
 /// `stipple bench audio` arguments.
@@ -124,6 +127,7 @@ pub fn run(g: &Global, args: &BenchArgs) -> Result<()> {
         BenchWhat::Text(t) => text(g, t),
         BenchWhat::Image(i) => image(g, i),
         BenchWhat::Audio(a) => audio(g, a),
+        BenchWhat::Kernels(k) => super::bench_kernels::run(g, k),
     }
 }
 

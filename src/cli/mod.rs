@@ -9,6 +9,7 @@ use device::{DTypeArg, DeviceArg};
 mod audio;
 mod batch;
 mod bench;
+mod bench_kernels;
 mod device;
 mod image;
 mod infill;
