@@ -199,9 +199,9 @@ done
 # 4. against PyTorch on the same device (tiny sizes in the CPU fallback, and only with GPU_CHECK_BENCH=1)
 if [ "$GPU" != cpu ] || [ "${GPU_CHECK_BENCH:-0}" = 1 ]; then
   PY=${PYTHON:-python3}
-  py_with() {  # py_with WHEELS-FOLDER ARGS...: python with the carried wheels first on the path
+  py_with() {  # py_with WHEELS-FOLDER ARGS...: python with the carried wheels (cp312, for the GPU image) first on the path
     local site="$work/site-$(basename "$1")"
-    if [ -d "$1" ] && [ ! -d "$site" ]; then "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$1"/*.whl >&2; fi
+    if [ "$GPU" != cpu ] && [ -d "$1" ] && [ ! -d "$site" ]; then "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$1"/*.whl >&2; fi
     shift
     PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" "$PY" "$@"
   }

@@ -7,7 +7,7 @@
 //! them, and writes its output straight into the merged-heads layout the output
 //! projection wants.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
 /// `softmax(q kᵀ * scale + key_bias) v` with heads merged: `q` `[b, hq, nq, d]`,
@@ -210,7 +210,7 @@ fn fused(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f
             })
         })
     })???;
-    Tensor::from_vec(out, (b, nq, width), &Device::Cpu)?.to_dtype(dtype)
+    crate::cpu::from_f32(out, &(b, nq, width).into(), dtype)
 }
 
 /// Score floats per query block (512 KiB of f32).
@@ -253,6 +253,7 @@ pub fn attention_unfused(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn merged_layout_matches() {

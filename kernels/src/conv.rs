@@ -247,7 +247,7 @@ fn conv3x3_taps(x: &Tensor, taps: &Taps, bias: Option<&Tensor>, epilogue: &Epilo
             out
         })
     })??;
-    Tensor::from_vec(out, (b, c_out, h, w), &Device::Cpu)?.to_dtype(dtype)
+    crate::cpu::from_f32(out, &(b, c_out, h, w).into(), dtype)
 }
 
 /// 1x1 convolution (stride 1, no padding): one `[c_out, c_in] x [c_in, h*w]` product per

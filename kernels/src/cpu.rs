@@ -13,8 +13,32 @@ pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
             return Ok(f(&v[start..end]));
         }
     }
+    {
+        // f16 / bf16: widened in parallel (candle's to_dtype is one thread)
+        use rayon::prelude::*;
+        let (storage, layout) = t.storage_and_layout();
+        let widened: Option<Vec<f32>> = match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::BF16(v)), Some((s, e))) => Some(v[s..e].par_iter().with_min_len(1 << 14).map(|x| x.to_f32()).collect()),
+            (Storage::Cpu(CpuStorage::F16(v)), Some((s, e))) => Some(v[s..e].par_iter().with_min_len(1 << 14).map(|x| x.to_f32()).collect()),
+            _ => None,
+        };
+        if let Some(v) = widened {
+            return Ok(f(&v));
+        }
+    }
     let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     Ok(f(&v))
+}
+
+/// A CPU tensor of `dtype` from f32 values, narrowed in parallel for f16 / bf16.
+pub fn from_f32(data: Vec<f32>, shape: &candle_core::Shape, dtype: DType) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let dev = candle_core::Device::Cpu;
+    match dtype {
+        DType::BF16 => Tensor::from_vec(data.par_iter().with_min_len(1 << 14).map(|&x| half::bf16::from_f32(x)).collect::<Vec<_>>(), shape, &dev),
+        DType::F16 => Tensor::from_vec(data.par_iter().with_min_len(1 << 14).map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>(), shape, &dev),
+        _ => Tensor::from_vec(data, shape, &dev)?.to_dtype(dtype),
+    }
 }
 
 /// `n` zeros, written in parallel: a large buffer zeroed (and first touched) on the

@@ -75,7 +75,7 @@ pub fn group_norm(
                 }
             })
     })?;
-    Tensor::from_vec(data, x.shape(), &Device::Cpu)?.to_dtype(dtype)
+    crate::cpu::from_f32(data, x.shape(), dtype)
 }
 
 /// GroupNorm (+ SiLU) for training: the fused forward, and a backward pass computed in one
