@@ -209,8 +209,10 @@ if [ "$GPU" != cpu ] || [ "${GPU_CHECK_BENCH:-0}" = 1 ]; then
   runs=${GPU_CHECK_RUNS:-3}
   if [ "$GPU" != cpu ]; then
     dev=cuda ttorch=bfloat16 tdt=bf16 shape="--shape 8b --layers ${GPU_CHECK_LAYERS:-32}" plen=64 glen=256 steps=256
+    tlabel="LLaDA-8B shape ${GPU_CHECK_LAYERS:-32} layers $tdt"
   else
     dev=cpu ttorch=float32 tdt=f32 shape="--shape 134m --layers 2" plen=16 glen=32 steps=32 runs=1
+    tlabel="LLaDA 134M shape 2 layers $tdt"
   fi
   # text: the official generate.py (plain) and Fast-dLLM (threshold 0.9 + dual cache)
   tm="$work/llada-bench"
@@ -228,14 +230,14 @@ key, ids = ("tokens_per_s", "generated_ids") if v == "plain" else ("fast_tokens_
 agree = sum(a == b for a, b in zip(ref[ids], s["generated_ids"])) / max(1, len(ref[ids]))
 print(f"x{s['tokens_per_s'] / ref[key]:.2f}\tstipple {s['tokens_per_s']:.1f} tok/s, PyTorch {ref[key]:.1f} tok/s, forward {s['forward_ms']:.1f} vs {ref['forward_ms']:.1f} ms, tokens agree {agree:.3f}")
 PY
-)
-        row "text LLaDA-8B shape $tdt, $v: tokens/s vs PyTorch" "$ratio" "$detail"
+) || true
+        row "text $tlabel, $v: tok/s vs PyTorch" "$ratio" "$detail"
       else
-        row "text LLaDA-8B shape $tdt, $v" FAIL "$(tail -1 "$work/err")"
+        row "text $tlabel, $v" FAIL "$(tail -1 "$work/err")"
       fi
     done
   else
-    row "text LLaDA-8B shape: PyTorch reference" FAIL "$(tail -1 "$work/err")"
+    row "text $tlabel: PyTorch reference" FAIL "$(tail -1 "$work/err")"
   fi
   # the SD 1.5 UNet step, 512x512, batch 2, f16 (GPU only: making the model takes minutes on a small CPU)
   if [ "$GPU" != cpu ] || [ "${GPU_CHECK_IMAGE:-0}" = 1 ]; then
@@ -244,7 +246,12 @@ PY
     if py_with "$KIT/wheels-image" tools/bench_image_reference.py make "$im" > /dev/null 2>"$work/err" \
        && DEVICE=$dev DTYPE=$itorch py_with "$KIT/wheels-image" tools/bench_image_reference.py unet "$im" "$runs" 2>"$work/err" | tail -1 > "$work/unet-ref.json" \
        && "$S" --device "$GPU" --dtype "$idt" --json bench image --model "$im" --runs "$runs" --reference "$work/unet-ref.json" > "$work/unet.json" 2>"$work/err"; then
-      IFS=$'\t' read -r ratio detail < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"x{s[\"speedup_vs_reference\"]:.2f}\tstipple {1e3*s[\"median_s\"]:.1f} ms, diffusers {1e3*s[\"reference_median_s\"]:.1f} ms")' "$work/unet.json")
+      IFS=$'\t' read -r ratio detail < <(python3 - "$work/unet.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"x{s['speedup_vs_reference']:.2f}\tstipple {1e3 * s['median_s']:.1f} ms, diffusers {1e3 * s['reference_median_s']:.1f} ms")
+PY
+) || true
       row "image SD 1.5 UNet step 512x512 b2 $idt vs diffusers" "$ratio" "$detail"
     else
       row "image SD 1.5 UNet step vs diffusers" FAIL "$(tail -1 "$work/err")"
