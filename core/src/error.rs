@@ -34,6 +34,9 @@ pub enum Error {
         /// The underlying error.
         source: serde_json::Error,
     },
+    /// A weight file is unreadable, damaged, or lacks a tensor the model needs.
+    #[error("{0}")]
+    Weights(String),
 }
 
 impl From<crate::output::OutputError> for Error {

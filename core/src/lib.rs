@@ -27,5 +27,6 @@ pub mod schedule;
 mod tensor_math;
 pub mod timesteps;
 pub mod training;
+pub mod weights;
 
 pub use error::{Error, Result};

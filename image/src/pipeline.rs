@@ -66,8 +66,8 @@ pub struct StableDiffusion {
 }
 
 fn load_vb(paths: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
-    // Safety: the files are memory-mapped read-only; stipple never writes them while loaded.
-    Ok(unsafe { VarBuilder::from_mmaped_safetensors(paths, dtype, device)? })
+    // each tensor read straight into its own buffer (no mapped copy held alongside)
+    Ok(stipple_core::weights::var_builder(paths, dtype, device)?)
 }
 
 fn config_value(path: &Path) -> Result<serde_json::Value> {

@@ -17,10 +17,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use candle_nn::var_builder::SimpleBackend;
+use stipple_core::weights::SafetensorsFiles;
 
 use crate::models::unet::UNetConfig;
 use crate::models::vae::VaeConfig;
@@ -39,7 +39,7 @@ pub enum CheckpointFamily {
 /// An open single-file checkpoint.
 #[derive(Clone)]
 pub struct LdmCheckpoint {
-    st: Arc<MmapedSafetensors>,
+    st: Arc<SafetensorsFiles>,
     /// The family its keys say it is.
     pub family: CheckpointFamily,
 }
@@ -58,21 +58,23 @@ enum Source {
 type Translate = dyn Fn(&str) -> Option<Source> + Send + Sync;
 
 struct Renamed {
-    st: Arc<MmapedSafetensors>,
+    st: Arc<SafetensorsFiles>,
     translate: Box<Translate>,
 }
 
 impl Renamed {
-    fn load(&self, name: &str, dev: &Device) -> Result<Tensor> {
+    /// The tensor for diffusers' `name`, in the checkpoint's dtype, on the CPU.
+    fn load(&self, name: &str) -> Result<Tensor> {
         let missing = || candle_core::Error::Msg(format!("checkpoint has no tensor for {name}"));
+        let read = |k: &str| self.st.read(k).map_err(|e| candle_core::Error::Msg(e.to_string()));
         match (self.translate)(name).ok_or_else(missing)? {
-            Source::Renamed(k) => self.st.load(&k, dev),
+            Source::Renamed(k) => read(&k),
             Source::Third(k, i) => {
-                let t = self.st.load(&k, dev)?;
+                let t = read(&k)?;
                 let n = t.dim(0)? / 3;
-                t.narrow(0, i * n, n)
+                t.narrow(0, i * n, n)?.contiguous()
             }
-            Source::Transposed(k) => self.st.load(&k, dev)?.t()?.contiguous(),
+            Source::Transposed(k) => read(&k)?.t()?.contiguous(),
         }
     }
 
@@ -85,20 +87,20 @@ impl Renamed {
 
 impl SimpleBackend for Renamed {
     fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let t = self.load(name, dev)?;
+        let t = self.load(name)?;
         let t = if t.shape() != &s && t.elem_count() == s.elem_count() { t.reshape(s.clone())? } else { t };
         if t.shape() != &s {
             candle_core::bail!("checkpoint tensor for {name} has shape {:?}, expected {:?}", t.shape(), s);
         }
-        t.to_dtype(dtype)
+        t.to_dtype(dtype)?.to_device(dev)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.load(name, dev)?.to_dtype(dtype)
+        self.load(name)?.to_dtype(dtype)?.to_device(dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.source_key(name).is_some_and(|k| self.st.get(&k).is_ok())
+        self.source_key(name).is_some_and(|k| self.st.contains(&k))
     }
 }
 
@@ -127,12 +129,10 @@ fn resnet_rest(rest: &str, vae: bool) -> String {
 }
 
 impl LdmCheckpoint {
-    /// Opens (memory-maps) a `.safetensors` checkpoint and recognises its family.
+    /// Opens a `.safetensors` checkpoint (its header only) and recognises its family.
     pub fn open(path: &Path) -> crate::Result<Self> {
-        let err = |e: candle_core::Error| crate::Error::Model(format!("{}: {e}", path.display()));
-        // Safety: read-only memory map of a weights file.
-        let st = unsafe { MmapedSafetensors::new(path).map_err(err)? };
-        let has = |k: &str| st.get(k).is_ok();
+        let st = SafetensorsFiles::open(&[path])?;
+        let has = |k: &str| st.contains(k);
         if !has("model.diffusion_model.input_blocks.0.0.weight") {
             return Err(crate::Error::Model(format!(
                 "{}: not an original-layout Stable Diffusion checkpoint (no model.diffusion_model.input_blocks.0.0.weight)",
@@ -268,7 +268,7 @@ impl LdmCheckpoint {
             // transformers 4 names (`text_model.*`); some old checkpoints lack `text_model.`
             Box::new(move |name: &str| {
                 let full = format!("{prefix}{name}");
-                if st.get(&full).is_ok() {
+                if st.contains(&full) {
                     return Some(Source::Renamed(full));
                 }
                 name.strip_prefix("text_model.").map(|r| Source::Renamed(format!("{prefix}{r}")))

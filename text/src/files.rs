@@ -14,12 +14,29 @@ pub struct ModelFiles {
     pub config: PathBuf,
     /// Every safetensors shard (one file, or those listed by `model.safetensors.index.json`).
     pub weights: Vec<PathBuf>,
-    /// `tokenizer.json`.
-    pub tokenizer: PathBuf,
+    /// The tokenizer's files.
+    pub tokenizer: TokenizerFiles,
     /// `tokenizer_config.json` (chat template, special tokens), when present.
     pub tokenizer_config: Option<PathBuf>,
     /// `generation_config.json`, when present.
     pub generation_config: Option<PathBuf>,
+}
+
+/// Where a model's tokenizer comes from.
+#[derive(Clone, Debug)]
+pub enum TokenizerFiles {
+    /// `tokenizer.json` (the fast tokenizer, as transformers saves it).
+    Json(PathBuf),
+    /// Only the slow tokenizer's files (Dream and older Qwen2 repositories): rebuilt by
+    /// [`crate::slow_tokenizer`].
+    SlowBpe {
+        /// `vocab.json`.
+        vocab: PathBuf,
+        /// `merges.txt`.
+        merges: PathBuf,
+        /// `added_tokens.json`, when present.
+        added_tokens: Option<PathBuf>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -51,7 +68,7 @@ impl ModelFiles {
         }
         if path.exists() {
             return Err(Error::Model(format!(
-                "{source} is a file; pass the model folder (with config.json, *.safetensors, tokenizer.json)"
+                "{source} is a file; pass the model folder (with config.json, *.safetensors, tokenizer.json or vocab.json + merges.txt)"
             )));
         }
         if !stipple_core::hub::is_hub_id(source) {
@@ -70,7 +87,7 @@ impl ModelFiles {
                 Ok(p)
             } else {
                 Err(Error::Model(format!(
-                    "{}: missing {name} (a model folder needs config.json, model.safetensors or model.safetensors.index.json + shards, tokenizer.json)",
+                    "{}: missing {name} (a model folder needs config.json, model.safetensors or model.safetensors.index.json + shards, tokenizer.json or vocab.json + merges.txt)",
                     dir.display()
                 )))
             }
@@ -95,7 +112,11 @@ impl ModelFiles {
         Ok(Self {
             config: need("config.json")?,
             weights,
-            tokenizer: need("tokenizer.json")?,
+            tokenizer: match (opt("tokenizer.json"), opt("vocab.json"), opt("merges.txt")) {
+                (Some(json), _, _) => TokenizerFiles::Json(json),
+                (None, Some(vocab), Some(merges)) => TokenizerFiles::SlowBpe { vocab, merges, added_tokens: opt("added_tokens.json") },
+                _ => TokenizerFiles::Json(need("tokenizer.json")?),
+            },
             tokenizer_config: opt("tokenizer_config.json"),
             generation_config: opt("generation_config.json"),
         })
@@ -115,11 +136,12 @@ impl ModelFiles {
 }
 
 /// The files of a transformers model repository worth fetching: the JSON files at its
-/// root (configs, tokenizer, shard index) and its safetensors weights there (one file or
-/// shards); PyTorch `.bin` weights, remote code and subfolders are skipped.
+/// root (configs, tokenizer, shard index), `merges.txt` (a slow tokenizer's), and its
+/// safetensors weights there (one file or shards); PyTorch `.bin` weights, remote code and
+/// subfolders are skipped.
 pub fn transformers_files(listing: &[String]) -> std::result::Result<Vec<String>, String> {
     let at_root = |f: &&String| !f.contains('/');
-    let keep: Vec<String> = listing.iter().filter(at_root).filter(|f| f.ends_with(".json") || f.ends_with(".safetensors")).cloned().collect();
+    let keep: Vec<String> = listing.iter().filter(at_root).filter(|f| f.ends_with(".json") || f.ends_with(".safetensors") || *f == "merges.txt").cloned().collect();
     if !keep.iter().any(|f| f.ends_with(".safetensors")) {
         return Err(format!("safetensors weights ({SINGLE} or {INDEX} with shards)"));
     }
@@ -155,6 +177,9 @@ mod tests {
         let got = transformers_files(&listing).unwrap();
         assert_eq!(got, vec!["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", INDEX, "tokenizer.json"]);
         assert!(transformers_files(&["config.json".to_string(), "pytorch_model.bin".to_string()]).unwrap_err().contains("safetensors"));
+        // Dream's layout: the slow tokenizer's files come along, remote code does not
+        let dream: Vec<String> = ["config.json", "model.safetensors", "vocab.json", "merges.txt", "added_tokens.json", "tokenizer_config.json", "tokenization_dream.py", "README.md"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(transformers_files(&dream).unwrap(), vec!["config.json", "model.safetensors", "vocab.json", "merges.txt", "added_tokens.json", "tokenizer_config.json"]);
     }
 
     #[test]

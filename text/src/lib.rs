@@ -2,7 +2,8 @@
 //!
 //! * [`files`]: find a model's files in a local folder or on the Hugging Face hub.
 //! * [`models`]: LLaDA, Dream and BERT-family networks behind one [`models::DiffusionLm`].
-//! * [`tokenizer`]: tokenizer.json + chat templates (minijinja).
+//! * [`tokenizer`]: tokenizer.json + chat templates (minijinja); [`slow_tokenizer`]: the same
+//!   rebuilt from a slow tokenizer's vocab.json + merges.txt (Dream on the hub).
 //! * [`infill`]: templates of fixed text and constrained holes (regex, words, characters).
 //! * `train` (the `train` feature): preparing text, training tokenizers and models with
 //!   LLaDA's objective, and measuring them on held-out text.
@@ -18,6 +19,7 @@ pub mod generation_defaults;
 pub mod infill;
 pub mod models;
 pub mod pipeline;
+pub mod slow_tokenizer;
 pub mod tokenizer;
 #[cfg(feature = "train")]
 pub mod train;

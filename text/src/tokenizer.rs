@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::files::{ModelFiles, read_json};
+use crate::files::{ModelFiles, TokenizerFiles, read_json};
 
 /// A model's tokenizer with its chat template and special tokens.
 pub struct TextTokenizer {
@@ -48,13 +48,25 @@ fn token_text(v: Option<&Value>) -> Option<String> {
 impl TextTokenizer {
     /// Load tokenizer.json and, when present, tokenizer_config.json.
     pub fn load(files: &ModelFiles) -> Result<Self> {
-        Self::from_files(&files.tokenizer, files.tokenizer_config.as_deref())
+        match &files.tokenizer {
+            TokenizerFiles::Json(json) => Self::from_files(json, files.tokenizer_config.as_deref()),
+            TokenizerFiles::SlowBpe { vocab, merges, added_tokens } => {
+                let config = files.tokenizer_config.as_deref();
+                let inner = crate::slow_tokenizer::from_bpe_files(vocab, merges, added_tokens.as_deref(), config)?;
+                Self::with_config(inner, config)
+            }
+        }
     }
 
     /// Load from explicit paths.
     pub fn from_files(tokenizer_json: &Path, tokenizer_config: Option<&Path>) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_file(tokenizer_json)
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", tokenizer_json.display())))?;
+        Self::with_config(inner, tokenizer_config)
+    }
+
+    /// A tokenizer with the chat template and special tokens of tokenizer_config.json.
+    fn with_config(inner: tokenizers::Tokenizer, tokenizer_config: Option<&Path>) -> Result<Self> {
         let cfg = match tokenizer_config {
             Some(p) => read_json(p)?,
             None => Value::Null,

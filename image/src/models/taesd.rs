@@ -145,8 +145,7 @@ impl TaesdDecoder {
         } else {
             return Err(crate::Error::Model(format!("{}: no such TAESD folder or file", path.display())));
         };
-        // Safety: read-only memory map of a weights file.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&file], dtype, device).map_err(err)? };
+        let vb = stipple_core::weights::var_builder(&[&file], dtype, device)?;
         if vb.contains_tensor("decoder.layers.0.weight") {
             Self::new(&cfg, vb, "decoder.layers.", 0).map_err(err)
         } else if vb.contains_tensor("1.weight") {

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use serde_json::json;
 use stipple_core::config::{ClassDefaults, SchedulerConfig, TimestepSpacing};
 use stipple_core::prediction::PredictionType;
@@ -123,7 +122,7 @@ pub fn train_image(job: &ImageTrainJob, device: &Device, events: &mut dyn FnMut(
     let vae_cfg: VaeConfig = serde_json::from_str(&vae_text).map_err(|e| Error::Model(format!("{}: {e}", vae_cfg_path.display())))?;
     let vae_weights = job.vae.join("diffusion_pytorch_model.safetensors");
     // Safety: read-only mapping of the autoencoder's weights, not modified while loaded.
-    let vae = AutoencoderKL::new(&vae_cfg, unsafe { VarBuilder::from_mmaped_safetensors(&[&vae_weights], DType::F32, device)? })?;
+    let vae = AutoencoderKL::new(&vae_cfg, stipple_core::weights::var_builder(&[&vae_weights], DType::F32, device)?)?;
     let size = vae_cfg.sample_size.ok_or_else(|| invalid("the autoencoder's config has no sample_size"))? as u32;
     let data = ImageFolder::load(&job.data, size, device)?;
     let tok_dir = prepare_tokenizer(job, run.record.is_some(), &data)?;

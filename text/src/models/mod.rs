@@ -15,7 +15,6 @@ pub mod transformer;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 
 pub use transformer::{KvCache, Span, Transformer, TransformerConfig};
 
@@ -99,8 +98,8 @@ impl DiffusionLm {
         if device.is_cpu() && dtype == DType::BF16 && matches!(family, Family::Bert | Family::ModernBert) {
             return Err(Error::InvalidArgument("bf16 BERT models are not supported on the CPU; use f32 or f16".into()));
         }
-        // Safety: the shards are memory-mapped read-only; they must not change while loaded.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device)? };
+        // each tensor read straight into its own buffer (no mapped copy held alongside)
+        let vb = stipple_core::weights::var_builder(&files.weights, dtype, device)?;
         let (net, traits) = match family {
             Family::Llada => {
                 let cfg: llada::Config = parse(&config, "LLaDA")?;

@@ -177,12 +177,14 @@ impl Proj {
         let mut bs = Vec::with_capacity(parts.len());
         for &(name, out) in parts {
             let vb = vb.pp(name);
-            ws.push(vb.get((out, inp), "weight")?.t()?);
+            // transposed at once, so the stored layout is freed before the next part is
+            // read: loading peaks at the weights plus one tensor, not twice the weights
+            ws.push(vb.get((out, inp), "weight")?.t()?.contiguous()?);
             if bias {
                 bs.push(vb.get(out, "bias")?);
             }
         }
-        let wt = Tensor::cat(&ws, 1)?.contiguous()?;
+        let wt = if ws.len() == 1 { ws.pop().expect("one part") } else { Tensor::cat(&ws, 1)? };
         let bias = if bias { Some(Tensor::cat(&bs, 0)?) } else { None };
         Ok(Self { wt, bias })
     }
