@@ -74,7 +74,7 @@ impl Renamed {
                 let n = t.dim(0)? / 3;
                 t.narrow(0, i * n, n)?.contiguous()
             }
-            Source::Transposed(k) => read(&k)?.t()?.contiguous(),
+            Source::Transposed(k) => stipple_kernels::cpu::transpose(&read(&k)?),
         }
     }
 

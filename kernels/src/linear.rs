@@ -21,7 +21,7 @@ impl Linear {
     /// From a weight `[out, in]` (the PyTorch layout) and an optional bias `[out]`.
     /// A trained weight is kept as a transposed view, so it follows the optimiser's updates.
     pub fn new(weight: &Tensor, bias: Option<Tensor>) -> Result<Self> {
-        let wt = if crate::tracks_grad(&[weight]) { weight.t()? } else { weight.t()?.contiguous()? };
+        let wt = if crate::tracks_grad(&[weight]) { weight.t()? } else { crate::cpu::transpose(weight)? };
         Ok(Self { wt, bias })
     }
 

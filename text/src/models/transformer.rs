@@ -179,7 +179,7 @@ impl Proj {
             let vb = vb.pp(name);
             // transposed at once, so the stored layout is freed before the next part is
             // read: loading peaks at the weights plus one tensor, not twice the weights
-            ws.push(vb.get((out, inp), "weight")?.t()?.contiguous()?);
+            ws.push(stipple_kernels::cpu::transpose(&vb.get((out, inp), "weight")?)?);
             if bias {
                 bs.push(vb.get(out, "bias")?);
             }
@@ -190,7 +190,7 @@ impl Proj {
     }
 
     fn from_weight(w: &Tensor) -> Result<Self> {
-        Ok(Self { wt: w.t()?.contiguous()?, bias: None })
+        Ok(Self { wt: stipple_kernels::cpu::transpose(w)?, bias: None })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
