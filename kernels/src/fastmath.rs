@@ -31,17 +31,11 @@ pub fn exp(x: f32) -> f32 {
     p * f32::from_bits(biased.to_bits() << 23)
 }
 
-/// Whether the AVX2 + FMA copies of the kernels can run here.
+/// Whether the AVX2 + FMA copies of the kernels run here (the CPU has them and
+/// `STIPPLE_CPU` does not cap them: [`crate::cpu_features`]).
 #[inline]
 pub fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::cpu_features::active() >= crate::cpu_features::CpuPath::Avx2
 }
 
 /// `xs[i] = f(xs[i])` with `f` built from [`exp`], vectorised for the running CPU.
@@ -107,17 +101,10 @@ fn exp_sub_sum_lanes(xs: &mut [f32], shift: f32) -> f32 {
     total + acc.iter().sum::<f32>()
 }
 
-/// Whether the AVX-512 copies of the softmax reductions can run here.
+/// Whether the AVX-512 copies of the kernels run here (see [`has_avx2_fma`]).
 #[inline]
 pub fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::cpu_features::active() >= crate::cpu_features::CpuPath::Avx512
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -7,6 +7,7 @@ mod attention_tiles;
 pub mod confidence;
 pub mod conv;
 pub mod counter_rng;
+pub mod cpu_features;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;

@@ -184,6 +184,7 @@ fn text(g: &Global, args: &TextBench) -> Result<()> {
         "model": args.model,
         "device": format!("{:?}", g.device),
         "threads": candle_core::utils::get_num_threads(),
+        "cpu_kernels": stipple_kernels::cpu_features::describe(),
         "prompt_len": prompt.len(),
         "gen_len": args.gen_len,
         "steps": args.steps,
@@ -256,6 +257,7 @@ fn image(g: &Global, args: &ImageBench) -> Result<()> {
     let mut out = json!({
         "what": format!("stipple UNet, batch {}, {}x{} latents, {:?}", args.batch, args.latent, args.latent, dt),
         "threads": rayon_threads(),
+        "cpu_kernels": stipple_kernels::cpu_features::describe(),
         "busy_threads": busy,
         "seconds": times,
         "median_s": med,
@@ -269,7 +271,7 @@ fn image(g: &Global, args: &ImageBench) -> Result<()> {
     if g.json {
         println!("{out}");
     } else {
-        println!("{}: median {:.3} s over {} runs", out["what"].as_str().unwrap_or_default(), med, args.runs);
+        println!("{} ({}): median {:.3} s over {} runs", out["what"].as_str().unwrap_or_default(), out["cpu_kernels"].as_str().unwrap_or_default(), med, args.runs);
         if let Some(s) = out.get("speedup_vs_reference") {
             println!("reference median {:.3} s: stipple is {:.2}x its speed", out["reference_median_s"], s.as_f64().unwrap_or(0.0));
         }
@@ -308,6 +310,7 @@ fn audio(g: &Global, args: &AudioBench) -> Result<()> {
     let mut out = json!({
         "what": format!("stipple inverse mel + Griffin-Lim ({} iterations), {:.2} s at {} Hz, {} mel bins x {} frames", params.griffin_lim_iters, args.seconds, params.sample_rate, mel.n_mels, mel.frames),
         "threads": rayon_threads(),
+        "cpu_kernels": stipple_kernels::cpu_features::describe(),
         "render_seconds": times,
         "render_median_s": med,
         "render_realtime_factor": med / args.seconds,
@@ -343,7 +346,7 @@ fn audio(g: &Global, args: &AudioBench) -> Result<()> {
     if g.json {
         println!("{out}");
     } else {
-        println!("{}: median {med:.3} s ({:.3}x real time)", out["what"].as_str().unwrap_or_default(), med / args.seconds);
+        println!("{} ({}): median {med:.3} s ({:.3}x real time)", out["what"].as_str().unwrap_or_default(), out["cpu_kernels"].as_str().unwrap_or_default(), med / args.seconds);
         if let Some(s) = out.get("render_speedup_vs_reference") {
             println!("reference (torchaudio) median {:.3} s: stipple is {:.2}x its speed", out["reference_render_median_s"], s.as_f64().unwrap_or(0.0));
         }

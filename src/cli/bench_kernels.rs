@@ -138,6 +138,9 @@ pub fn run(g: &Global, args: &KernelBench) -> Result<()> {
         bail!("--runs must be > 0");
     }
     let device = &g.device;
+    if !g.json {
+        println!("{:?}, {:?}, {}", device, g.dtype, stipple_kernels::cpu_features::describe());
+    }
     let mut results = Vec::new();
     for mut case in cases(device, g.dtype)? {
         if args.only.as_deref().is_some_and(|o| !case.name.contains(o)) {
@@ -152,7 +155,7 @@ pub fn run(g: &Global, args: &KernelBench) -> Result<()> {
         results.push(json!({ "case": case.name, "stipple_ms": fused, "candle_ms": baseline, "speedup": speedup }));
     }
     if g.json {
-        println!("{}", json!({ "device": format!("{device:?}"), "dtype": format!("{:?}", g.dtype), "runs": args.runs, "cases": results }));
+        println!("{}", json!({ "device": format!("{device:?}"), "dtype": format!("{:?}", g.dtype), "cpu_kernels": stipple_kernels::cpu_features::describe(), "runs": args.runs, "cases": results }));
     }
     Ok(())
 }
