@@ -513,13 +513,7 @@ mod tests {
     #[cfg(feature = "cuda")]
     #[test]
     fn cuda_twin_gumbel_pick_matches_the_cpu_kernel() {
-        let dev = match Device::new_cuda(0) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("skipped: no usable CUDA device ({e})");
-                return;
-            }
-        };
+        let Some(dev) = crate::test_util::cuda_device() else { return };
         for (rows, vocab) in [(1, 1), (3, 5), (4, 257), (3, 4099), (2, 126_464), (2, 152_064)] {
             let cpu = Tensor::from_vec(random_rows(rows, vocab, 21 + vocab as u64), (rows, vocab), &Device::Cpu).unwrap();
             let ids: Vec<u32> = (0..rows as u32).map(|r| 7 * r + 1).collect();
@@ -545,13 +539,7 @@ mod tests {
     #[cfg(feature = "cuda")]
     #[test]
     fn cuda_twin_matches_the_cpu_kernel() {
-        let dev = match Device::new_cuda(0) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("skipped: no usable CUDA device ({e})");
-                return;
-            }
-        };
+        let Some(dev) = crate::test_util::cuda_device() else { return };
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         for (rows, vocab) in [(1, 1), (3, 5), (4, 257), (2, 4099), (2, 152_064)] {
             let mut data: Vec<f32> = (0..rows * vocab).map(|_| rng.random_range(-8.0f32..8.0)).collect();

@@ -26,64 +26,55 @@ fn wrap(e: impl std::fmt::Display) -> Error {
 
 /// [`crate::confidence::confidence_stats`] on a CUDA tensor: one block per row.
 pub(crate) fn confidence_stats(logits: &Tensor, vocab: usize, acc: Accumulate) -> Result<Vec<RowStats>> {
-    let logits = logits.contiguous()?;
-    let rows = logits.elem_count() / vocab;
-    let (storage, layout) = logits.storage_and_layout();
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| Error::Msg("confidence_stats: non-contiguous logits".into()))?;
-    let Storage::Cuda(cuda) = &*storage else {
-        return Err(Error::Msg("confidence_stats: expected CUDA storage".into()));
-    };
-    let dev: &CudaDevice = cuda.device();
-    let name = format!("confidence_{}_{}", dtype_name(logits.dtype())?, acc_name(acc));
-    let func = dev.get_or_load_custom_func(&name, "stipple_confidence", CONFIDENCE_PTX)?;
-    let out = dev.alloc_zeros::<f64>(rows * 6)?;
-    let config = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (CONFIDENCE_THREADS, 1, 1), shared_mem_bytes: CONFIDENCE_THREADS * CONFIDENCE_STATE_BYTES };
-    let (rows_u32, vocab_u32) = (rows as u32, vocab as u32);
-    macro_rules! launch {
-        ($t:ty) => {{
-            let slice = cuda.as_cuda_slice::<$t>()?.slice(start..end);
-            let mut builder = func.builder();
-            builder.arg(&slice).arg(&out).arg(&rows_u32).arg(&vocab_u32);
-            // Safety: the arguments match the kernel's signature (logits, out, rows, vocab),
-            // `out` holds 6 doubles per row and the grid has one block per row.
-            unsafe { builder.launch(config) }.map_err(wrap)?;
-        }};
-    }
-    match logits.dtype() {
-        DType::F32 => launch!(f32),
-        DType::F16 => launch!(half::f16),
-        _ => launch!(half::bf16),
-    }
-    let host = dev.clone_dtoh(&out)?;
-    Ok(host
-        .chunks(6)
-        .map(|o| RowStats { argmax: o[0] as u32, max_logit: o[1], sum_exp: o[2], p1: o[3], p2: o[4], neg_entropy: o[5] })
-        .collect())
+    Ok(row_pass(logits, vocab, acc, None)?.chunks(6).map(row_stats).collect())
 }
 
 /// [`crate::confidence::gumbel_pick`] on a CUDA tensor: one block per row, Philox noise.
 pub(crate) fn gumbel_pick(logits: &Tensor, vocab: usize, row_ids: &[u32], noise: GumbelNoise, acc: Accumulate) -> Result<Vec<GumbelPick>> {
+    Ok(row_pass(logits, vocab, acc, Some((row_ids, noise)))?
+        .chunks(8)
+        .map(|o| GumbelPick { stats: row_stats(&o[..6]), token: o[6] as u32, logit: o[7] as f32 })
+        .collect())
+}
+
+/// The statistics in the kernel's first 6 doubles of a row.
+fn row_stats(o: &[f64]) -> RowStats {
+    RowStats { argmax: o[0] as u32, max_logit: o[1], sum_exp: o[2], p1: o[3], p2: o[4], neg_entropy: o[5] }
+}
+
+/// One launch of `confidence.cu` over every row of `logits`, one block per row: the
+/// `confidence_*` kernel (6 doubles per row), or with `gumbel` the `gumbel_*` one (8).
+fn row_pass(logits: &Tensor, vocab: usize, acc: Accumulate, gumbel: Option<(&[u32], GumbelNoise)>) -> Result<Vec<f64>> {
     let logits = logits.contiguous()?;
     let rows = logits.elem_count() / vocab;
     let (storage, layout) = logits.storage_and_layout();
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| Error::Msg("gumbel_pick: non-contiguous logits".into()))?;
+    let (start, end) = layout.contiguous_offsets().ok_or_else(|| Error::Msg("confidence kernel: non-contiguous logits".into()))?;
     let Storage::Cuda(cuda) = &*storage else {
-        return Err(Error::Msg("gumbel_pick: expected CUDA storage".into()));
+        return Err(Error::Msg("confidence kernel: expected CUDA storage".into()));
     };
     let dev: &CudaDevice = cuda.device();
-    let name = format!("gumbel_{}_{}", dtype_name(logits.dtype())?, acc_name(acc));
+    let (kind, width) = if gumbel.is_some() { ("gumbel", 8) } else { ("confidence", 6) };
+    let name = format!("{kind}_{}_{}", dtype_name(logits.dtype())?, acc_name(acc));
     let func = dev.get_or_load_custom_func(&name, "stipple_confidence", CONFIDENCE_PTX)?;
-    let ids = dev.clone_htod(row_ids)?;
-    let out = dev.alloc_zeros::<f64>(rows * 8)?;
+    let ids = gumbel.map(|(ids, _)| dev.clone_htod(ids)).transpose()?;
+    let out = dev.alloc_zeros::<f64>(rows * width)?;
     let config = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (CONFIDENCE_THREADS, 1, 1), shared_mem_bytes: CONFIDENCE_THREADS * CONFIDENCE_STATE_BYTES };
     let (rows_u32, vocab_u32) = (rows as u32, vocab as u32);
     macro_rules! launch {
         ($t:ty) => {{
             let slice = cuda.as_cuda_slice::<$t>()?.slice(start..end);
             let mut builder = func.builder();
-            builder.arg(&slice).arg(&ids).arg(&out).arg(&rows_u32).arg(&vocab_u32).arg(&noise.key).arg(&noise.temperature);
-            // Safety: the arguments match the kernel's signature (logits, row_ids, out, rows,
-            // vocab, key, temperature), `ids` holds one id per row, `out` 8 doubles per row.
+            builder.arg(&slice);
+            if let Some(ids) = &ids {
+                builder.arg(ids);
+            }
+            builder.arg(&out).arg(&rows_u32).arg(&vocab_u32);
+            if let Some((_, noise)) = &gumbel {
+                builder.arg(&noise.key).arg(&noise.temperature);
+            }
+            // Safety: the arguments match the kernel's signature, (logits, out, rows, vocab)
+            // or (logits, row_ids, out, rows, vocab, key, temperature); `ids` holds one id
+            // per row, `out` `width` doubles per row, and the grid has one block per row.
             unsafe { builder.launch(config) }.map_err(wrap)?;
         }};
     }
@@ -92,15 +83,7 @@ pub(crate) fn gumbel_pick(logits: &Tensor, vocab: usize, row_ids: &[u32], noise:
         DType::F16 => launch!(half::f16),
         _ => launch!(half::bf16),
     }
-    let host = dev.clone_dtoh(&out)?;
-    Ok(host
-        .chunks(8)
-        .map(|o| GumbelPick {
-            stats: RowStats { argmax: o[0] as u32, max_logit: o[1], sum_exp: o[2], p1: o[3], p2: o[4], neg_entropy: o[5] },
-            token: o[6] as u32,
-            logit: o[7] as f32,
-        })
-        .collect())
+    Ok(dev.clone_dtoh(&out)?)
 }
 
 fn dtype_name(dtype: DType) -> Result<&'static str> {

@@ -230,13 +230,7 @@ mod tests {
     #[cfg(feature = "cuda")]
     #[test]
     fn cuda_twin_gated_matches_the_cpu_kernel() {
-        let dev = match Device::new_cuda(0) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("skipped: no usable CUDA device ({e})");
-                return;
-            }
-        };
+        let Some(dev) = crate::test_util::cuda_device() else { return };
         for (i, shape) in [vec![1, 2], vec![3, 5, 2 * 37], vec![2, 64, 2 * 12_288], vec![2, 4096, 2 * 1280]].into_iter().enumerate() {
             let x = (crate::test_util::seeded_randn(&shape, 40 + i as u64) * 2.0).unwrap();
             for gate in [Gate::SiluFirst, Gate::GeluSecond] {

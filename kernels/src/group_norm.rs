@@ -329,13 +329,7 @@ mod tests {
     #[cfg(feature = "cuda")]
     #[test]
     fn cuda_twin_group_norm_matches_the_cpu_kernel() {
-        let dev = match Device::new_cuda(0) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("skipped: no usable CUDA device ({e})");
-                return;
-            }
-        };
+        let Some(dev) = crate::test_util::cuda_device() else { return };
         for (i, (shape, groups)) in [(vec![1, 4, 1, 1], 2), (vec![2, 8, 5, 7], 4), (vec![3, 32, 33], 32), (vec![2, 320, 64, 64], 32), (vec![1, 512, 17, 9], 32)].into_iter().enumerate() {
             let c = shape[1];
             let x = crate::test_util::seeded_randn(&shape, 60 + i as u64).affine(2.0, 0.5).unwrap();

@@ -47,6 +47,12 @@ pub(crate) mod test_util {
         Tensor::from_vec(data, shape, &candle_core::Device::Cpu).unwrap()
     }
 
+    /// The first CUDA device, or `None` after printing why the CUDA twin tests skip.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_device() -> Option<candle_core::Device> {
+        candle_core::Device::new_cuda(0).map_err(|e| eprintln!("skipped: no usable CUDA device ({e})")).ok()
+    }
+
     /// The largest absolute difference between two tensors of the same shape.
     pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
