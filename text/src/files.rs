@@ -39,6 +39,18 @@ pub enum TokenizerFiles {
     },
 }
 
+impl TokenizerFiles {
+    /// The tokenizer files in a folder, if any.
+    pub fn in_dir(dir: &Path) -> Option<Self> {
+        let opt = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        match (opt("tokenizer.json"), opt("vocab.json"), opt("merges.txt")) {
+            (Some(json), _, _) => Some(TokenizerFiles::Json(json)),
+            (None, Some(vocab), Some(merges)) => Some(TokenizerFiles::SlowBpe { vocab, merges, added_tokens: opt("added_tokens.json") }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct ShardIndex {
     weight_map: std::collections::BTreeMap<String, String>,
@@ -112,10 +124,9 @@ impl ModelFiles {
         Ok(Self {
             config: need("config.json")?,
             weights,
-            tokenizer: match (opt("tokenizer.json"), opt("vocab.json"), opt("merges.txt")) {
-                (Some(json), _, _) => TokenizerFiles::Json(json),
-                (None, Some(vocab), Some(merges)) => TokenizerFiles::SlowBpe { vocab, merges, added_tokens: opt("added_tokens.json") },
-                _ => TokenizerFiles::Json(need("tokenizer.json")?),
+            tokenizer: match TokenizerFiles::in_dir(dir) {
+                Some(tok) => tok,
+                None => TokenizerFiles::Json(need("tokenizer.json")?),
             },
             tokenizer_config: opt("tokenizer_config.json"),
             generation_config: opt("generation_config.json"),

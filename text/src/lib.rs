@@ -16,6 +16,7 @@ pub mod error;
 pub mod files;
 pub mod generate;
 pub mod generation_defaults;
+pub mod gguf;
 pub mod infill;
 pub mod models;
 pub mod pipeline;

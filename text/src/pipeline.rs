@@ -53,11 +53,32 @@ impl TextModel {
         out
     }
 
-    /// Load a local folder or hub id.
+    /// Load a local folder, a hub id, or a `.gguf` file (see [`TextModel::load_gguf`]).
     pub fn load(source: &str, device: &Device, dtype: DType) -> Result<Self> {
+        let path = std::path::Path::new(source);
+        if crate::gguf::is_gguf(path) {
+            return Self::load_gguf(path, device, dtype);
+        }
         let files = ModelFiles::resolve(source)?;
         let tokenizer = TextTokenizer::load(&files)?;
         let lm = DiffusionLm::load(&files, device, dtype, &|t| tokenizer.token_id(t))?;
+        Ok(Self { lm, tokenizer })
+    }
+
+    /// Load a GGUF file. The tokenizer is the `tokenizer.json` (with its
+    /// `tokenizer_config.json`) or `vocab.json` + `merges.txt` beside the file when there is
+    /// one (what the converter read), else the one in the file's metadata.
+    pub fn load_gguf(path: &std::path::Path, device: &Device, dtype: DType) -> Result<Self> {
+        if !path.is_file() {
+            return Err(crate::error::Error::Model(format!("{}: no such GGUF file", path.display())));
+        }
+        let file = crate::gguf::GgufFile::open(path)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let tokenizer = match crate::files::TokenizerFiles::in_dir(dir) {
+            Some(tok) => TextTokenizer::load_parts(&tok, Some(dir.join("tokenizer_config.json")).filter(|p| p.is_file()).as_deref())?,
+            None => crate::gguf::tokenizer::load(&file)?,
+        };
+        let lm = DiffusionLm::load_gguf(&file, device, dtype)?;
         Ok(Self { lm, tokenizer })
     }
 

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::files::read_json;
 
 /// Qwen2's `PRETOKENIZE_REGEX` (transformers' `tokenization_qwen2.py`, Dream's copy).
-const QWEN2_PRETOKENIZE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub(crate) const QWEN2_PRETOKENIZE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The slow tokenizer classes rebuilt here.
 const QWEN2_CLASSES: &[&str] = &["Qwen2Tokenizer", "Qwen2TokenizerFast", "DreamTokenizer"];

@@ -48,10 +48,14 @@ fn token_text(v: Option<&Value>) -> Option<String> {
 impl TextTokenizer {
     /// Load tokenizer.json and, when present, tokenizer_config.json.
     pub fn load(files: &ModelFiles) -> Result<Self> {
-        match &files.tokenizer {
-            TokenizerFiles::Json(json) => Self::from_files(json, files.tokenizer_config.as_deref()),
+        Self::load_parts(&files.tokenizer, files.tokenizer_config.as_deref())
+    }
+
+    /// Load tokenizer files with an optional tokenizer_config.json.
+    pub fn load_parts(tokenizer: &TokenizerFiles, config: Option<&Path>) -> Result<Self> {
+        match tokenizer {
+            TokenizerFiles::Json(json) => Self::from_files(json, config),
             TokenizerFiles::SlowBpe { vocab, merges, added_tokens } => {
-                let config = files.tokenizer_config.as_deref();
                 let inner = crate::slow_tokenizer::from_bpe_files(vocab, merges, added_tokens.as_deref(), config)?;
                 Self::with_config(inner, config)
             }
@@ -86,6 +90,11 @@ impl TextTokenizer {
             bos: token_text(cfg.get("bos_token")),
             eos: token_text(cfg.get("eos_token")),
         })
+    }
+
+    /// A tokenizer from parts already read (a GGUF file's metadata).
+    pub fn from_parts(inner: tokenizers::Tokenizer, chat_template: Option<String>, bos: Option<String>, eos: Option<String>) -> Self {
+        Self { inner, chat_template, bos, eos }
     }
 
     /// The underlying tokenizer.

@@ -142,6 +142,45 @@ impl DiffusionLm {
         })
     }
 
+    /// Load a GGUF file (LLaDA or Dream, as llama.cpp's converter writes them). Quantized
+    /// matrices stay quantized and activations run in f32 (`dtype` then only applies to
+    /// files of plain f32/f16/bf16 tensors).
+    pub fn load_gguf(file: &crate::gguf::GgufFile, device: &Device, dtype: DType) -> Result<Self> {
+        let family = file.family()?;
+        let dtype = if crate::gguf::has_quantized_matrices(file) { DType::F32 } else { dtype };
+        let cfg = file.transformer_config()?;
+        let net = Transformer::from_source(&cfg, &crate::gguf::NAMES, &file.weights(dtype, device)?)?;
+        let meta_id = |key: &str| file.meta_usize(key).and_then(|i| u32::try_from(i).ok());
+        let token = |t: &str| file.token_id(t);
+        let mask_id = meta_id("tokenizer.ggml.mask_token_id")
+            .or_else(|| token("<|mdm_mask|>"))
+            .or_else(|| token("<|mask|>"))
+            .ok_or_else(|| Error::Model(format!("{}: no tokenizer.ggml.mask_token_id in the metadata and no <|mdm_mask|> token", file.path().display())))?;
+        let eos = meta_id("tokenizer.ggml.eos_token_id").or_else(|| token("<|endoftext|>")).unwrap_or(0);
+        let mut eos_ids = eos_list(&serde_json::Value::Null, eos, &token);
+        if let Some(eot) = meta_id("tokenizer.ggml.eot_token_id") {
+            if !eos_ids.contains(&eot) {
+                eos_ids.push(eot);
+            }
+        }
+        let shift_logits = match file.meta("diffusion.shift_logits").and_then(|v| v.to_bool().ok()) {
+            Some(s) => s,
+            None => family == Family::Dream,
+        };
+        let arch = file.architecture()?.to_string();
+        let traits = ModelTraits {
+            family,
+            mask_id,
+            eos_ids,
+            pad_id: meta_id("tokenizer.ggml.padding_token_id").unwrap_or(eos),
+            vocab: cfg.vocab,
+            shift_logits,
+            supports_cache: true,
+            max_len: file.meta_usize(&format!("{arch}.context_length")),
+        };
+        Ok(Self { net: Net::Transformer(net), traits, device: device.clone(), dtype })
+    }
+
     /// Load a folder or hub id (see [`ModelFiles::resolve`]) without tokenizer lookups.
     pub fn load_path(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
         Self::load(&ModelFiles::from_dir(path)?, device, dtype, &|_| None)

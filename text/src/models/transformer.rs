@@ -10,7 +10,9 @@
 //! dual cache (span = block) in one mechanism.
 
 use std::ops::Range;
+use std::sync::Arc;
 
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
@@ -144,11 +146,64 @@ pub struct Span<'a> {
 /// The shared transformer.
 pub struct Transformer {
     cfg: TransformerConfig,
-    embed: Embedding,
+    embed: TokenEmbedding,
     blocks: Vec<Block>,
     final_norm: RmsNorm,
     head: Proj,
     inv_freq: Vec<f32>,
+    device: Device,
+    dtype: DType,
+}
+
+/// A weight matrix `[out, in]` as the checkpoint stores it.
+pub enum Matrix {
+    /// Plain values, in the model's dtype.
+    Dense(Tensor),
+    /// GGUF block-quantized rows (Q8_0, k-quants, ...), multiplied without expanding them.
+    Quantized(Arc<QTensor>),
+}
+
+/// Where the transformer's tensors come from, by full dotted name: a safetensors
+/// checkpoint (through a [`VarBuilder`]) or a GGUF file ([`crate::gguf`]).
+pub trait WeightSource {
+    /// A 1-D tensor (norm weights, biases) in the model's dtype.
+    fn vector(&self, name: &str, size: usize) -> Result<Tensor>;
+    /// A `[out, in]` matrix.
+    fn matrix(&self, name: &str, out: usize, inp: usize) -> Result<Matrix>;
+    /// The dtype activations run in.
+    fn dtype(&self) -> DType;
+    /// The device the weights go to.
+    fn device(&self) -> &Device;
+}
+
+impl WeightSource for VarBuilder<'_> {
+    fn vector(&self, name: &str, size: usize) -> Result<Tensor> {
+        Ok(self.get(size, name)?)
+    }
+    fn matrix(&self, name: &str, out: usize, inp: usize) -> Result<Matrix> {
+        Ok(Matrix::Dense(self.get((out, inp), name)?))
+    }
+    fn dtype(&self) -> DType {
+        VarBuilder::dtype(self)
+    }
+    fn device(&self) -> &Device {
+        VarBuilder::device(self)
+    }
+}
+
+/// The token embedding: a dense table, or quantized rows expanded per looked-up token.
+enum TokenEmbedding {
+    Dense(Embedding),
+    Quantized(Arc<QTensor>),
+}
+
+impl TokenEmbedding {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            TokenEmbedding::Dense(e) => e.forward(ids)?,
+            TokenEmbedding::Quantized(q) => q.embedding(ids)?,
+        })
+    }
 }
 
 struct Block {
@@ -162,45 +217,82 @@ struct Block {
     down: Proj,
 }
 
-/// A linear layer kept as `W^T` (`[in, out]`, contiguous), several layers fused along
-/// `out`: one matmul instead of several, in the layout gemm multiplies fastest on CPU
-/// (about 1.1-2x over `x @ W.t()` for these shapes).
+/// Several linear layers reading the same input, fused along `out`.
+///
+/// Dense weights are kept as `W^T` (`[in, out]`, contiguous) and concatenated: one matmul
+/// instead of several, in the layout gemm multiplies fastest on CPU (about 1.1-2x over
+/// `x @ W.t()` for these shapes). Quantized weights stay in their blocks, one quantized
+/// matmul per part (their rows cannot be concatenated across types).
 struct Proj {
-    wt: Tensor,
+    weights: ProjWeights,
     bias: Option<Tensor>,
+    out: usize,
+}
+
+enum ProjWeights {
+    Dense(Tensor),
+    Quantized(Vec<QMatMul>),
 }
 
 impl Proj {
-    /// Load and fuse `(name, out)` layers reading `inp` features.
-    fn load(vb: &VarBuilder, parts: &[(&str, usize)], inp: usize, bias: bool) -> Result<Self> {
-        let mut ws = Vec::with_capacity(parts.len());
+    /// Load and fuse the `(name, out)` layers (names without `.weight`) reading `inp` features.
+    fn load(src: &dyn WeightSource, parts: &[(String, usize)], inp: usize, bias: bool) -> Result<Self> {
+        let mut matrices = Vec::with_capacity(parts.len());
         let mut bs = Vec::with_capacity(parts.len());
-        for &(name, out) in parts {
-            let vb = vb.pp(name);
-            // transposed at once, so the stored layout is freed before the next part is
-            // read: loading peaks at the weights plus one tensor, not twice the weights
-            ws.push(stipple_kernels::cpu::transpose(&vb.get((out, inp), "weight")?)?);
+        for (name, out) in parts {
+            matrices.push(src.matrix(&format!("{name}.weight"), *out, inp)?);
             if bias {
-                bs.push(vb.get(out, "bias")?);
+                bs.push(src.vector(&format!("{name}.bias"), *out)?);
             }
         }
-        let wt = if ws.len() == 1 { ws.pop().expect("one part") } else { Tensor::cat(&ws, 1)? };
+        let weights = if matrices.iter().all(|m| matches!(m, Matrix::Dense(_))) {
+            let mut dense = Vec::with_capacity(matrices.len());
+            for m in matrices {
+                let Matrix::Dense(w) = m else { unreachable!("all dense") };
+                // transposed one by one, so each stored layout is freed before the next:
+                // loading peaks at the weights plus one tensor, not twice them
+                dense.push(stipple_kernels::cpu::transpose(&w)?);
+            }
+            ProjWeights::Dense(if dense.len() == 1 { dense.pop().expect("one part") } else { Tensor::cat(&dense, 1)? })
+        } else {
+            // a quantized file may keep some matrices plain: those multiply as `x @ W^T`
+            let parts = matrices
+                .into_iter()
+                .map(|m| match m {
+                    Matrix::Dense(w) => Ok(QMatMul::Tensor(w)),
+                    Matrix::Quantized(q) => QMatMul::from_arc(q),
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            ProjWeights::Quantized(parts)
+        };
         let bias = if bias { Some(Tensor::cat(&bs, 0)?) } else { None };
-        Ok(Self { wt, bias })
+        Ok(Self { weights, bias, out: parts.iter().map(|p| p.1).sum() })
     }
 
-    fn from_weight(w: &Tensor) -> Result<Self> {
-        Ok(Self { wt: stipple_kernels::cpu::transpose(w)?, bias: None })
+    /// The output head tied to the embedding table.
+    fn tied(embed: &TokenEmbedding, vocab: usize) -> Result<Self> {
+        let weights = match embed {
+            TokenEmbedding::Dense(e) => ProjWeights::Dense(stipple_kernels::cpu::transpose(e.embeddings())?),
+            TokenEmbedding::Quantized(q) => ProjWeights::Quantized(vec![QMatMul::from_arc(q.clone())?]),
+        };
+        Ok(Self { weights, bias: None, out: vocab })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, k) = x.dims3()?;
-        let y = x.reshape((b * n, k))?.matmul(&self.wt)?;
+        let x = x.reshape((b * n, k))?;
+        let y = match &self.weights {
+            ProjWeights::Dense(wt) => x.matmul(wt)?,
+            ProjWeights::Quantized(parts) => {
+                let ys = parts.iter().map(|p| p.forward(&x)).collect::<candle_core::Result<Vec<_>>>()?;
+                if ys.len() == 1 { ys.into_iter().next().expect("one part") } else { Tensor::cat(&ys, 1)? }
+            }
+        };
         let y = match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,
             None => y,
         };
-        Ok(y.reshape((b, n, self.wt.dim(1)?))?)
+        Ok(y.reshape((b, n, self.out))?)
     }
 }
 
@@ -216,40 +308,49 @@ impl RmsNorm {
     }
 }
 
-fn rms(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
-    Ok(RmsNorm { weight: vb.pp(name).get(size, "weight")?, eps })
+fn rms(src: &dyn WeightSource, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
+    Ok(RmsNorm { weight: src.vector(&format!("{name}.weight"), size)?, eps })
 }
 
 impl Transformer {
     /// Load from a var builder rooted at the checkpoint's top level.
     pub fn new(cfg: &TransformerConfig, names: &WeightNames, vb: VarBuilder) -> Result<Self> {
+        Self::from_source(cfg, names, &vb)
+    }
+
+    /// Load from any [`WeightSource`] (safetensors or GGUF).
+    pub fn from_source(cfg: &TransformerConfig, names: &WeightNames, src: &dyn WeightSource) -> Result<Self> {
         cfg.check()?;
         let hd = cfg.head_dim();
-        let embed_w = vb.pp(names.embed).get((cfg.vocab, cfg.hidden), "weight")?;
+        let embed = match src.matrix(&format!("{}.weight", names.embed), cfg.vocab, cfg.hidden)? {
+            Matrix::Dense(w) => TokenEmbedding::Dense(Embedding::new(w, cfg.hidden)),
+            Matrix::Quantized(q) => TokenEmbedding::Quantized(q),
+        };
         let mut blocks = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
-            let vb = vb.pp(names.block.replace("{i}", &i.to_string()));
+            let block = names.block.replace("{i}", &i.to_string());
+            let at = |name: &str| format!("{block}.{name}");
             let kv = cfg.kv_heads * hd;
             let qkv_bias = cfg.qkv_bias || cfg.other_bias;
             blocks.push(Block {
-                attn_norm: rms(&vb, names.attn_norm, cfg.hidden, cfg.norm_eps)?,
-                qkv: Proj::load(&vb, &[(names.q, cfg.hidden), (names.k, kv), (names.v, kv)], cfg.hidden, qkv_bias)?,
-                o: Proj::load(&vb, &[(names.o, cfg.hidden)], cfg.hidden, cfg.other_bias)?,
-                mlp_norm: rms(&vb, names.mlp_norm, cfg.hidden, cfg.norm_eps)?,
+                attn_norm: rms(src, &at(names.attn_norm), cfg.hidden, cfg.norm_eps)?,
+                qkv: Proj::load(src, &[(at(names.q), cfg.hidden), (at(names.k), kv), (at(names.v), kv)], cfg.hidden, qkv_bias)?,
+                o: Proj::load(src, &[(at(names.o), cfg.hidden)], cfg.hidden, cfg.other_bias)?,
+                mlp_norm: rms(src, &at(names.mlp_norm), cfg.hidden, cfg.norm_eps)?,
                 gate_up: Proj::load(
-                    &vb,
-                    &[(names.gate, cfg.mlp_hidden), (names.up, cfg.mlp_hidden)],
+                    src,
+                    &[(at(names.gate), cfg.mlp_hidden), (at(names.up), cfg.mlp_hidden)],
                     cfg.hidden,
                     cfg.other_bias,
                 )?,
-                down: Proj::load(&vb, &[(names.down, cfg.hidden)], cfg.mlp_hidden, cfg.other_bias)?,
+                down: Proj::load(src, &[(at(names.down), cfg.hidden)], cfg.mlp_hidden, cfg.other_bias)?,
             });
         }
-        let final_norm = rms(&vb, names.final_norm, cfg.hidden, cfg.norm_eps)?;
+        let final_norm = rms(src, names.final_norm, cfg.hidden, cfg.norm_eps)?;
         let head = if cfg.tied_head {
-            Proj::from_weight(&embed_w)?
+            Proj::tied(&embed, cfg.vocab)?
         } else {
-            Proj::load(&vb, &[(names.head, cfg.vocab)], cfg.hidden, cfg.other_bias)?
+            Proj::load(src, &[(names.head.to_string(), cfg.vocab)], cfg.hidden, cfg.other_bias)?
         };
         // torch: 1 / theta ** (arange(0, d, 2).float() / d), in f32
         let inv_freq = (0..hd / 2)
@@ -257,11 +358,13 @@ impl Transformer {
             .collect();
         Ok(Self {
             cfg: cfg.clone(),
-            embed: Embedding::new(embed_w, cfg.hidden),
+            embed,
             blocks,
             final_norm,
             head,
             inv_freq,
+            device: src.device().clone(),
+            dtype: src.dtype(),
         })
     }
 
@@ -272,12 +375,12 @@ impl Transformer {
 
     /// The device of the weights.
     pub fn device(&self) -> &Device {
-        self.embed.embeddings().device()
+        &self.device
     }
 
     /// Data type of the weights.
     pub fn dtype(&self) -> DType {
-        self.embed.embeddings().dtype()
+        self.dtype
     }
 
     /// cos/sin tables `[n, d/2]` (or `[B, n, d/2]` for explicit positions), in f32 then cast.
