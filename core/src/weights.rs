@@ -134,6 +134,11 @@ impl SafetensorsFiles {
         self.entries.contains_key(name)
     }
 
+    /// The stored shape of tensor `name`.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
     /// The tensor names.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)

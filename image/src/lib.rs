@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod models;
 pub mod pipeline;
 pub mod single_file;
+pub mod single_file_config;
 pub mod preview;
 pub mod request;
 pub mod tokenizer;

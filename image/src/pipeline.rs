@@ -70,6 +70,25 @@ fn load_vb(paths: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilde
     Ok(stipple_core::weights::var_builder(paths, dtype, device)?)
 }
 
+/// A folder removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| model_err(format!("{}: {e}", dir.display())))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn config_value(path: &Path) -> Result<serde_json::Value> {
     read_json(path)
 }
@@ -89,15 +108,20 @@ impl StableDiffusion {
         if device.is_cpu() && dtype == DType::BF16 {
             return Err(invalid("bf16 convolutions are not supported on the CPU; use f32 or f16"));
         }
+        // a single file alone: its configs and tokenizers, derived from its shapes, are
+        // written to a temporary pipeline folder that is removed once loading is done
+        let mut derived_dir = None;
         let (folder, ckpt) = if model.is_file() {
-            let Some(config) = config else {
-                return Err(model_err(format!(
-                    "{} is a single-file checkpoint: also give the diffusers folder of its architecture for configs and tokenizers \
-                     (--config, e.g. a local copy of stable-diffusion-v1-5/stable-diffusion-v1-5 without its weights)",
-                    model.display()
-                )));
+            let ckpt = LdmCheckpoint::open(model)?;
+            let config = match config {
+                Some(config) => config.to_path_buf(),
+                None => {
+                    let dir = TempDir::new("stipple-single-file")?;
+                    ckpt.derive_pipeline()?.write_folder(&dir.0)?;
+                    derived_dir.insert(dir).0.clone()
+                }
             };
-            (PipelineFolder::open(config)?, Some(LdmCheckpoint::open(model)?))
+            (PipelineFolder::open(&config)?, Some(ckpt))
         } else {
             if config.is_some() {
                 return Err(invalid("--config is for single-file checkpoints; a pipeline folder has its own configs"));

@@ -36,6 +36,31 @@ pub enum CheckpointFamily {
     Xl,
 }
 
+impl CheckpointFamily {
+    /// The family from the checkpoint's keys (its text encoders): OpenCLIP bigG beside
+    /// CLIP-L is SDXL, OpenCLIP alone SD 2.x, CLIP-L alone SD 1.x.
+    pub fn detect(has: &dyn Fn(&str) -> bool) -> std::result::Result<Self, String> {
+        if !has("model.diffusion_model.input_blocks.0.0.weight") {
+            return Err("not an original-layout Stable Diffusion checkpoint (no model.diffusion_model.input_blocks.0.0.weight)".into());
+        }
+        Ok(if has("conditioner.embedders.1.model.token_embedding.weight") {
+            CheckpointFamily::Xl
+        } else if has("cond_stage_model.model.token_embedding.weight") {
+            CheckpointFamily::Sd2
+        } else {
+            CheckpointFamily::Sd1
+        })
+    }
+}
+
+/// The population standard deviation of a tensor's values (torch's `std(unbiased=False)`).
+pub fn population_std(t: &Tensor) -> Result<f64> {
+    let v: Vec<f64> = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    Ok((v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt())
+}
+
 /// An open single-file checkpoint.
 #[derive(Clone)]
 pub struct LdmCheckpoint {
@@ -132,21 +157,22 @@ impl LdmCheckpoint {
     /// Opens a `.safetensors` checkpoint (its header only) and recognises its family.
     pub fn open(path: &Path) -> crate::Result<Self> {
         let st = SafetensorsFiles::open(&[path])?;
-        let has = |k: &str| st.contains(k);
-        if !has("model.diffusion_model.input_blocks.0.0.weight") {
-            return Err(crate::Error::Model(format!(
-                "{}: not an original-layout Stable Diffusion checkpoint (no model.diffusion_model.input_blocks.0.0.weight)",
-                path.display()
-            )));
-        }
-        let family = if has("conditioner.embedders.1.model.token_embedding.weight") {
-            CheckpointFamily::Xl
-        } else if has("cond_stage_model.model.token_embedding.weight") {
-            CheckpointFamily::Sd2
-        } else {
-            CheckpointFamily::Sd1
-        };
+        let family = CheckpointFamily::detect(&|k: &str| st.contains(k)).map_err(|e| crate::Error::Model(format!("{}: {e}", path.display())))?;
         Ok(Self { st: Arc::new(st), family })
+    }
+
+    /// The configs this checkpoint runs with when no diffusers folder is given, derived
+    /// from its tensor shapes (see [`crate::single_file_config`]).
+    pub fn derive_pipeline(&self) -> crate::Result<crate::single_file_config::DerivedPipeline> {
+        let shape = |k: &str| self.st.shape(k).map(<[usize]>::to_vec);
+        let key = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias";
+        let norm_bias_std = match self.st.contains(key) {
+            true => Some(population_std(&self.st.read(key)?)?),
+            false => None,
+        };
+        let derived = crate::single_file_config::DerivedPipeline::derive(&shape, self.family, norm_bias_std)?;
+        derived.check_groups()?;
+        Ok(derived)
     }
 
     fn vb(&self, translate: Box<Translate>, dtype: DType, device: &Device) -> VarBuilder<'static> {

@@ -27,12 +27,13 @@ pub struct ImageArgs {
     pub prompt_arg: Option<String>,
     /// Model: a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/),
     /// a hub id (owner/name[@revision], fetched into the Hugging Face cache), or a single-file
-    /// .safetensors checkpoint (A1111 / original layout; needs --config). Default: the embedded
-    /// stipple-mini emoji model (32 x 32).
+    /// .safetensors checkpoint (A1111 / original layout: SD 1.x, 2.x, SDXL, recognised from its
+    /// tensors). Default: the embedded stipple-mini emoji model (32 x 32).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// For a single-file checkpoint: a diffusers folder of the same architecture that provides the
-    /// configs, tokenizers and scheduler (its weights are not read).
+    /// For a single-file checkpoint whose architecture is not recognised from its tensors: a
+    /// diffusers folder of the same architecture that provides the configs, tokenizers and
+    /// scheduler (its weights are not read).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The prompt.

@@ -14,7 +14,7 @@ use super::text::DecodeArgs;
 /// `stipple infill` arguments.
 #[derive(Args, Debug)]
 pub struct InfillArgs {
-    /// Model folder or hub id (default: the embedded stipple-mini text model).
+    /// Model folder, hub id, or GGUF file (default: the embedded stipple-mini text model).
     #[arg(long)]
     pub model: Option<String>,
     /// Template: fixed text with holes such as [4], [1..3], [4 /regex/], [1 {cat,dog}], [3 chars:[a-z]].

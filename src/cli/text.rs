@@ -113,7 +113,8 @@ pub struct TextArgs {
     /// The prompt (or give one or more with --prompt).
     #[arg(value_name = "PROMPT")]
     pub prompt_arg: Option<String>,
-    /// Model folder (config.json, *.safetensors, tokenizer.json) or hub id owner/name
+    /// Model folder (config.json, *.safetensors, tokenizer.json), hub id owner/name, or a
+    /// GGUF file (LLaDA/Dream as llama.cpp converts them; f32, f16, Q8_0, k-quants...)
     /// (default: the embedded stipple-mini text model).
     #[arg(long)]
     pub model: Option<String>,

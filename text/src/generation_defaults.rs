@@ -77,6 +77,12 @@ impl GenerationDefaults {
 
     /// The defaults of a model folder or hub id (none when it has no `generation_config.json`).
     pub fn of_model(source: &str) -> Result<Self> {
+        let path = std::path::Path::new(source);
+        if crate::gguf::is_gguf(path) {
+            // a GGUF file carries none; a generation_config.json beside it is used
+            let beside = path.parent().unwrap_or(std::path::Path::new(".")).join("generation_config.json");
+            return if beside.is_file() { Self::from_file(&beside) } else { Ok(Self::default()) };
+        }
         match crate::files::ModelFiles::resolve(source)?.generation_config {
             Some(path) => Self::from_file(&path),
             None => Ok(Self::default()),
