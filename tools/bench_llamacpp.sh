@@ -136,7 +136,8 @@ def case(name, model, n, gen, steps, block, stipple_model=None):
     text = fit_prompt(model, n)
     llama = [cli, "-m", model, "-p", text, "-t", "2", "-ub", str(n + gen), "-c", str(n + gen),
              "--diffusion-steps", str(steps), "--diffusion-block-length", str(block), "--temp", "0"]
-    ours = [stipple, "text", "--model", stipple_model or model, "--raw", "--gen-len", str(gen), "--steps", str(steps), "--block-len", str(block), chatml(text)]
+    # greedy in both (stipple-mini's generation_config.json would otherwise sample)
+    ours = [stipple, "text", "--model", stipple_model or model, "--raw", "--temperature", "0", "--gen-len", str(gen), "--steps", str(steps), "--block-len", str(block), chatml(text)]
     wall(llama), wall(ours)  # warm the page cache
     tl, ts = [], []
     for _ in range(runs):
