@@ -150,7 +150,7 @@ fn fused(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f
                         let head = crate::attention_tiles::Head {
                             q: qh, k: kh, v: vh, q_rs, kv_rs, nq, nk, d, key_bias: kb, scale,
                         };
-                        // Safety: `Tiles` is only chosen when AVX-512 is present; each task
+                        // Safety: `Tiles` is only chosen when the tiles can run (AVX-512 or AVX2 + FMA); each task
                         // writes its own head's columns of `out`.
                         unsafe {
                             crate::attention_tiles::head(&head, out_ptr.0.add(bi * nq * width + h * d), width);

@@ -1,29 +1,94 @@
-//! Register-tiled attention for one head on AVX-512, with the queries in the vector lanes.
+//! Register-tiled attention for one head, with the queries in the vector lanes: an
+//! AVX-512 copy (32 queries per block, 12-key score tiles, 8-column value tiles: 24 and 16
+//! of its 32 registers) and an AVX2 + FMA copy (16 queries, 6-key and 6-column tiles: 12
+//! of its 16 registers), one generic body over the lane width.
 //!
 //! SD's self-attention has 40- or 80-wide heads over 4096 keys. Calling a general gemm for
 //! `q kᵀ` (inner size 40) and `p v` (40 output columns) repacked the whole key and value
-//! matrix for every block of 32 queries and ran at ~85 GFLOP/s. Here a block of 32 queries
-//! is transposed once to `[d][32]`, so two vector registers hold one input dimension of all
-//! 32 queries: the scores of 12 keys are 24 accumulators fed by broadcast key values, and
-//! the output of 8 value columns is 16 accumulators fed by broadcast value entries. Keys
-//! and values are re-laid once per head so every broadcast is at a fixed offset, and the
-//! scores, stored key-major `[nk][32]`, get their softmax with plain vertical vector
+//! matrix for every block of 32 queries and ran at ~85 GFLOP/s. Here a block of queries
+//! is transposed once to `[d][QB]`, so two vector registers hold one input dimension of
+//! all of them: the scores of KT keys are 2·KT accumulators fed by broadcast key values,
+//! and the output of DT value columns is 2·DT accumulators fed by broadcast value entries.
+//! Keys and values are re-laid once per head so every broadcast is at a fixed offset, and
+//! the scores, stored key-major `[nk][QB]`, get their softmax with plain vertical vector
 //! operations.
 
-// Every function here is an AVX-512 kernel whose whole body works on raw pointers under
-// the contract stated on `head`.
+// Every function here is a SIMD kernel whose whole body works on raw pointers under the
+// contract stated on `head`.
 #![allow(unsafe_op_in_unsafe_fn)]
 
 use std::arch::x86_64::*;
 
-/// Queries per block: two 16-lane registers.
-const QB: usize = 32;
-/// Keys per score tile (24 accumulators).
-const KT: usize = 12;
-/// Value columns per output tile (16 accumulators).
-const DT: usize = 8;
-/// Keys per chunk of the online softmax: its scores (32 KiB) stay in L1.
-const CHUNK: usize = KT * 21;
+/// The vector operations the tiles use, for one register width.
+trait Lanes {
+    type V: Copy;
+    unsafe fn zero() -> Self::V;
+    unsafe fn load(p: *const f32) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    unsafe fn splat(x: f32) -> Self::V;
+    /// `a * b + c`.
+    unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+}
+
+struct Avx512;
+struct Avx2;
+
+impl Lanes for Avx512 {
+    type V = __m512;
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        _mm512_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        _mm512_mul_ps(a, b)
+    }
+}
+
+impl Lanes for Avx2 {
+    type V = __m256;
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        _mm256_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m256 {
+        _mm256_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+        _mm256_mul_ps(a, b)
+    }
+}
 
 /// One (item, head) pair: `q` rows `q_rs` apart, `k` / `v` rows `kv_rs` apart, each row
 /// `d` wide; the output rows are `out_rs` apart.
@@ -40,20 +105,42 @@ pub(crate) struct Head<'a> {
     pub scale: f32,
 }
 
-/// Whether [`head`] can run here.
+/// Whether [`head`] can run here (AVX-512, or AVX2 + FMA).
 pub(crate) fn available() -> bool {
-    crate::fastmath::has_avx512()
+    crate::fastmath::has_avx2_fma()
 }
 
 /// `softmax(q kᵀ * scale + key_bias) v` for one head, written to `out` (row `i` at
-/// `out + i * out_rs`, `d` values).
+/// `out + i * out_rs`, `d` values), with the widest copy the CPU runs.
 ///
 /// # Safety
-/// AVX-512F must be available ([`available`]); `out` must be valid for writes of `nq`
-/// rows of `d` floats `out_rs` apart that no one else touches meanwhile; the slices in
-/// `h` must hold their `n` rows (`(n - 1) * rs + d` floats).
-#[target_feature(enable = "avx512f")]
+/// [`available`] must be true; `out` must be valid for writes of `nq` rows of `d` floats
+/// `out_rs` apart that no one else touches meanwhile; the slices in `h` must hold their
+/// `n` rows (`(n - 1) * rs + d` floats).
 pub(crate) unsafe fn head(h: &Head, out: *mut f32, out_rs: usize) {
+    if crate::fastmath::has_avx512() {
+        head_avx512(h, out, out_rs)
+    } else {
+        head_avx2(h, out, out_rs)
+    }
+}
+
+/// 32 queries per block; a chunk of 252 keys keeps its scores (32 KiB) in L1.
+#[target_feature(enable = "avx512f")]
+unsafe fn head_avx512(h: &Head, out: *mut f32, out_rs: usize) {
+    head_tiled::<Avx512, 32, 12, 8>(h, out, out_rs, 12 * 21)
+}
+
+/// 16 queries per block; a chunk of 504 keys keeps its scores (32 KiB) in L1.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn head_avx2(h: &Head, out: *mut f32, out_rs: usize) {
+    head_tiled::<Avx2, 16, 6, 6>(h, out, out_rs, 6 * 84)
+}
+
+/// The tiled head for `L`'s registers: QB queries per block (two registers), KT keys per
+/// score tile, DT value columns per output tile, CHUNK keys per online-softmax chunk.
+#[inline(always)]
+unsafe fn head_tiled<L: Lanes, const QB: usize, const KT: usize, const DT: usize>(h: &Head, out: *mut f32, out_rs: usize, chunk: usize) {
     let Head { q, k, v, q_rs, kv_rs, nq, nk, d, key_bias, scale } = *h;
     if nk == 0 {
         for i in 0..nq {
@@ -78,7 +165,7 @@ pub(crate) unsafe fn head(h: &Head, out: *mut f32, out_rs: usize) {
         }
     }
     let mut qt = vec![0f32; d * QB];
-    let mut scores = vec![0f32; CHUNK * QB];
+    let mut scores = vec![0f32; chunk * QB];
     // running output sums `[dtile][DT][QB]`, rescaled whenever a chunk raises a column's max
     let mut acc = vec![0f32; dtiles * DT * QB];
     for q0 in (0..nq).step_by(QB) {
@@ -94,11 +181,11 @@ pub(crate) unsafe fn head(h: &Head, out: *mut f32, out_rs: usize) {
         acc.fill(0.0);
         let mut max = [f32::NEG_INFINITY; QB];
         let mut sum = [0f32; QB];
-        for c0 in (0..nk).step_by(CHUNK) {
-            let n = CHUNK.min(nk - c0);
+        for c0 in (0..nk).step_by(chunk) {
+            let n = chunk.min(nk - c0);
             for t in 0..n.div_ceil(KT) {
                 let tile = c0 / KT + t;
-                score_tile(qt.as_ptr(), kp.as_ptr().add(tile * KT * d), d, scores.as_mut_ptr().add(t * KT * QB));
+                score_tile::<L, QB, KT>(qt.as_ptr(), kp.as_ptr().add(tile * KT * d), d, scores.as_mut_ptr().add(t * KT * QB));
             }
             let scores = &mut scores[..n * QB];
             if let Some(bias) = key_bias {
@@ -106,9 +193,9 @@ pub(crate) unsafe fn head(h: &Head, out: *mut f32, out_rs: usize) {
                     row.iter_mut().for_each(|s| *s += b);
                 }
             }
-            let rescale = softmax_chunk(scores, &mut max, &mut sum);
+            let rescale = softmax_chunk::<QB>(scores, &mut max, &mut sum);
             for t in 0..dtiles {
-                value_tile(scores.as_ptr(), vp.as_ptr().add((t * nk + c0) * DT), n, &rescale, acc.as_mut_ptr().add(t * DT * QB));
+                value_tile::<L, QB, DT>(scores.as_ptr(), vp.as_ptr().add((t * nk + c0) * DT), n, &rescale, acc.as_mut_ptr().add(t * DT * QB));
             }
         }
         let inv = sum.map(|s| 1.0 / s);
@@ -122,59 +209,58 @@ pub(crate) unsafe fn head(h: &Head, out: *mut f32, out_rs: usize) {
 }
 
 /// Scores of KT keys for the QB queries: `st[i][r] = sum_j kp[j][i] * qt[j][r]`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn score_tile(qt: *const f32, kp: *const f32, d: usize, st: *mut f32) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; KT];
+#[inline(always)]
+unsafe fn score_tile<L: Lanes, const QB: usize, const KT: usize>(qt: *const f32, kp: *const f32, d: usize, st: *mut f32) {
+    let half = QB / 2;
+    let mut acc = [[L::zero(); 2]; KT];
     for j in 0..d {
-        let q0 = _mm512_loadu_ps(qt.add(j * QB));
-        let q1 = _mm512_loadu_ps(qt.add(j * QB + 16));
+        let q0 = L::load(qt.add(j * QB));
+        let q1 = L::load(qt.add(j * QB + half));
         let kj = kp.add(j * KT);
         for (i, a) in acc.iter_mut().enumerate() {
-            let kv = _mm512_set1_ps(*kj.add(i));
-            a[0] = _mm512_fmadd_ps(kv, q0, a[0]);
-            a[1] = _mm512_fmadd_ps(kv, q1, a[1]);
+            let kv = L::splat(*kj.add(i));
+            a[0] = L::fmadd(kv, q0, a[0]);
+            a[1] = L::fmadd(kv, q1, a[1]);
         }
     }
     for (i, a) in acc.iter().enumerate() {
-        _mm512_storeu_ps(st.add(i * QB), a[0]);
-        _mm512_storeu_ps(st.add(i * QB + 16), a[1]);
+        L::store(st.add(i * QB), a[0]);
+        L::store(st.add(i * QB + half), a[1]);
     }
 }
 
 /// DT running output columns for the QB queries, rescaled then accumulated over `n` keys:
 /// `acc[i][r] = acc[i][r] * rescale[r] + sum_key p[key][r] * vp[key][i]`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn value_tile(p: *const f32, vp: *const f32, n: usize, rescale: &[f32; QB], acc_mem: *mut f32) {
-    let (s0, s1) = (_mm512_loadu_ps(rescale.as_ptr()), _mm512_loadu_ps(rescale.as_ptr().add(16)));
-    let mut acc = [[_mm512_setzero_ps(); 2]; DT];
+#[inline(always)]
+unsafe fn value_tile<L: Lanes, const QB: usize, const DT: usize>(p: *const f32, vp: *const f32, n: usize, rescale: &[f32; QB], acc_mem: *mut f32) {
+    let half = QB / 2;
+    let (s0, s1) = (L::load(rescale.as_ptr()), L::load(rescale.as_ptr().add(half)));
+    let mut acc = [[L::zero(); 2]; DT];
     for (i, a) in acc.iter_mut().enumerate() {
-        a[0] = _mm512_mul_ps(_mm512_loadu_ps(acc_mem.add(i * QB)), s0);
-        a[1] = _mm512_mul_ps(_mm512_loadu_ps(acc_mem.add(i * QB + 16)), s1);
+        a[0] = L::mul(L::load(acc_mem.add(i * QB)), s0);
+        a[1] = L::mul(L::load(acc_mem.add(i * QB + half)), s1);
     }
     for key in 0..n {
-        let p0 = _mm512_loadu_ps(p.add(key * QB));
-        let p1 = _mm512_loadu_ps(p.add(key * QB + 16));
+        let p0 = L::load(p.add(key * QB));
+        let p1 = L::load(p.add(key * QB + half));
         let vk = vp.add(key * DT);
         for (i, a) in acc.iter_mut().enumerate() {
-            let vv = _mm512_set1_ps(*vk.add(i));
-            a[0] = _mm512_fmadd_ps(vv, p0, a[0]);
-            a[1] = _mm512_fmadd_ps(vv, p1, a[1]);
+            let vv = L::splat(*vk.add(i));
+            a[0] = L::fmadd(vv, p0, a[0]);
+            a[1] = L::fmadd(vv, p1, a[1]);
         }
     }
     for (i, a) in acc.iter().enumerate() {
-        _mm512_storeu_ps(acc_mem.add(i * QB), a[0]);
-        _mm512_storeu_ps(acc_mem.add(i * QB + 16), a[1]);
+        L::store(acc_mem.add(i * QB), a[0]);
+        L::store(acc_mem.add(i * QB + half), a[1]);
     }
 }
 
 /// Online softmax step down each of the QB columns of a chunk of key-major scores
 /// `[n][QB]`: raises the running `max`, replaces the scores by `e^(s - max)`, updates the
 /// running `sum`, and returns the factor `e^(old max - new max)` that earlier sums need.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_chunk(scores: &mut [f32], max: &mut [f32; QB], sum: &mut [f32; QB]) -> [f32; QB] {
+#[inline(always)]
+unsafe fn softmax_chunk<const QB: usize>(scores: &mut [f32], max: &mut [f32; QB], sum: &mut [f32; QB]) -> [f32; QB] {
     let mut new_max = *max;
     for row in scores.chunks_exact(QB) {
         for (m, &s) in new_max.iter_mut().zip(row) {

@@ -14,7 +14,11 @@ pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + 0.5).floor();
+    // n = round(x log2 e) by the 1.5 * 2^23 trick (|x log2 e| < 2^22): `floor` is a libm
+    // call per element on the baseline x86-64 target (no SSE4.1 rounding), which kept the
+    // portable kernels from vectorising; rounding to nearest keeps r in [-ln2/2, ln2/2] too
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO; // in [-ln2/2, ln2/2]
     // e^r: Taylor to degree 6 (truncation error (ln2 / 2)^7 / 7! ~ 1.2e-7)
     let p = 1.0 / 720.0;
