@@ -79,6 +79,67 @@ pub fn snapshot(source: &str, marker: &str, wanted: &dyn Fn(&[String]) -> Result
     root.ok_or(HubError::Missing { id, need: marker.to_string() })
 }
 
+/// The local path of one file of hub repository `id` (`owner/name[@revision]`) that
+/// `wanted` picks from the repository listing, with the other files it picks beside it
+/// (the first picked is the one returned). For layouts whose main file is only known
+/// from the listing (a GGUF repository holds one file per quantization). Offline, the
+/// listing of the cached snapshot is used.
+pub fn file(id: &str, wanted: &dyn Fn(&[String]) -> Result<Vec<String>, String>) -> Result<PathBuf, HubError> {
+    use hf_hub::{Repo, RepoType};
+    if !is_hub_id(id) {
+        return Err(HubError::NotAnId(id.to_string()));
+    }
+    let (name, rev) = match id.split_once('@') {
+        Some((name, rev)) => (name.to_string(), rev.to_string()),
+        None => (id.to_string(), "main".to_string()),
+    };
+    let repo = Repo::with_revision(name.clone(), RepoType::Model, rev);
+    let cache_root = hf_hub::Cache::from_env().path().clone();
+    let cache = hf_hub::Cache::from_env().repo(repo.clone());
+    let fetch_err = |what: &str, e: &dyn std::fmt::Display| HubError::Fetch { id: name.clone(), what: what.to_string(), reason: e.to_string() };
+    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(true).build().map_err(|e| fetch_err("a hub client", &e))?.repo(repo.clone());
+    let (listing, online) = match api.info() {
+        Ok(info) => (info.siblings.into_iter().map(|s| s.rfilename).collect::<Vec<_>>(), true),
+        Err(e) => match cached_listing(&cache_root, &repo) {
+            Some(listing) => (listing, false),
+            None => return Err(fetch_err("the file list", &e)),
+        },
+    };
+    let files = wanted(&listing).map_err(|need| HubError::Missing { id: name.clone(), need })?;
+    let mut first = None;
+    for f in &files {
+        let path = match cache.get(f) {
+            Some(p) => p,
+            None if online => api.get(f).map_err(|e| fetch_err(f, &e))?,
+            None => return Err(fetch_err(f, &"not in the local hub cache")),
+        };
+        first.get_or_insert(path);
+    }
+    first.ok_or(HubError::Missing { id: name, need: "a file to load".into() })
+}
+
+/// The files of the cached snapshot of `repo` (its revision's ref), relative to the
+/// snapshot folder.
+fn cached_listing(cache_root: &Path, repo: &hf_hub::Repo) -> Option<Vec<String>> {
+    let dir = cache_root.join(repo.folder_name());
+    let commit = std::fs::read_to_string(dir.join("refs").join(repo.revision())).ok()?;
+    let snapshot = dir.join("snapshots").join(commit.trim());
+    let mut out = Vec::new();
+    let mut stack = vec![snapshot.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(&snapshot) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

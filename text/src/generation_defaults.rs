@@ -77,7 +77,12 @@ impl GenerationDefaults {
 
     /// The defaults of a model folder or hub id (none when it has no `generation_config.json`).
     pub fn of_model(source: &str) -> Result<Self> {
-        let path = std::path::Path::new(source);
+        let resolved;
+        let mut path = std::path::Path::new(source);
+        if let Some((id, spec)) = crate::gguf::hub_source(source) {
+            resolved = crate::gguf::resolve_hub(id, spec)?;
+            path = &resolved;
+        }
         if crate::gguf::is_gguf(path) {
             // a GGUF file carries none; a generation_config.json beside it is used
             let beside = path.parent().unwrap_or(std::path::Path::new(".")).join("generation_config.json");

@@ -53,9 +53,13 @@ impl TextModel {
         out
     }
 
-    /// Load a local folder, a hub id, or a `.gguf` file (see [`TextModel::load_gguf`]).
+    /// Load a local folder, a hub id, a `.gguf` file (see [`TextModel::load_gguf`]), or a
+    /// GGUF file of a hub repository (`owner/name:Q4_K_M`, `owner/name:FILE.gguf`).
     pub fn load(source: &str, device: &Device, dtype: DType) -> Result<Self> {
         let path = std::path::Path::new(source);
+        if let Some((id, spec)) = crate::gguf::hub_source(source) {
+            return Self::load_gguf(&crate::gguf::resolve_hub(id, spec)?, device, dtype);
+        }
         if crate::gguf::is_gguf(path) {
             return Self::load_gguf(path, device, dtype);
         }

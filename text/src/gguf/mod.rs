@@ -51,6 +51,52 @@ pub fn is_gguf(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
+/// A GGUF file in a hub repository, as `owner/name[@revision]:FILE.gguf` or
+/// `owner/name:QUANT` (the one `.gguf` whose name contains `QUANT`, case-insensitive:
+/// `Q4_K_M`, `q8_0`, ...), the way llama.cpp's `-hf` names them. `None` when `source` is
+/// not of that form.
+pub fn hub_source(source: &str) -> Option<(&str, &str)> {
+    let (id, spec) = source.rsplit_once(':')?;
+    (stipple_core::hub::is_hub_id(id) && !spec.is_empty() && !Path::new(source).exists()).then_some((id, spec))
+}
+
+/// The `.gguf` file `spec` picks from a repository listing, then the tokenizer and
+/// generation files at the repository's root (used beside the file when present).
+pub fn pick_files(listing: &[String], spec: &str) -> std::result::Result<Vec<String>, String> {
+    let ggufs: Vec<&String> = listing.iter().filter(|f| is_gguf(Path::new(f.as_str()))).collect();
+    let chosen: Vec<&String> = if is_gguf(Path::new(spec)) {
+        ggufs.iter().copied().filter(|f| f.as_str() == spec).collect()
+    } else {
+        let want = spec.to_ascii_lowercase();
+        ggufs.iter().copied().filter(|f| f.rsplit('/').next().unwrap_or(f).to_ascii_lowercase().contains(&want)).collect()
+    };
+    let names = || ggufs.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ");
+    if let Some(shard) = chosen.iter().find(|f| f.contains("-of-0")) {
+        return Err(format!("unsharded GGUF file matching {spec:?} ({shard} is one shard; merge the shards with llama.cpp's gguf-split --merge)"));
+    }
+    let file = match chosen.as_slice() {
+        [one] => (*one).clone(),
+        [] if ggufs.is_empty() => return Err("GGUF file (.gguf)".into()),
+        [] => return Err(format!("GGUF file matching {spec:?} (it has: {})", names())),
+        many => return Err(format!("single GGUF file matching {spec:?} ({} match: {}; give the file name)", many.len(), many.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "))),
+    };
+    let dir = file.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+    let mut out = vec![file];
+    for extra in ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "generation_config.json"] {
+        let name = format!("{dir}{extra}");
+        if listing.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// The local path of a `owner/name:SPEC` GGUF source (the hub cache first, then a
+/// download; offline, the cached snapshot).
+pub fn resolve_hub(id: &str, spec: &str) -> Result<PathBuf> {
+    stipple_core::hub::file(id, &|listing| pick_files(listing, spec)).map_err(|e| Error::Model(e.to_string()))
+}
+
 /// An opened GGUF file: its metadata, and its tensors read on demand.
 pub struct GgufFile {
     path: PathBuf,
@@ -309,6 +355,25 @@ pub fn type_counts(file: &GgufFile) -> HashMap<String, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picks_one_gguf_by_name_or_quantization() {
+        let listing: Vec<String> = ["README.md", "LLaDA-8B-Instruct-Q4_K_M.gguf", "LLaDA-8B-Instruct-Q8_0.gguf", "LLaDA-8B-Instruct-Q4_K_S.gguf", "tokenizer.json", "big-Q6_K-00001-of-00002.gguf", "big-Q6_K-00002-of-00002.gguf"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(pick_files(&listing, "q4_k_m").unwrap(), vec!["LLaDA-8B-Instruct-Q4_K_M.gguf", "tokenizer.json"]);
+        assert_eq!(pick_files(&listing, "LLaDA-8B-Instruct-Q8_0.gguf").unwrap()[0], "LLaDA-8B-Instruct-Q8_0.gguf");
+        let e = pick_files(&listing, "Q4_K").unwrap_err();
+        assert!(e.contains("2 match") && e.contains("Q4_K_S"), "{e}");
+        assert!(pick_files(&listing, "IQ2_XS").unwrap_err().contains("it has: "));
+        assert!(pick_files(&listing, "Q6_K").unwrap_err().contains("gguf-split --merge"));
+        assert!(pick_files(&["config.json".to_string()], "Q8_0").unwrap_err().contains(".gguf"));
+        assert_eq!(hub_source("GSAI-ML/LLaDA-8B-Instruct-GGUF:Q4_K_M"), Some(("GSAI-ML/LLaDA-8B-Instruct-GGUF", "Q4_K_M")));
+        assert_eq!(hub_source("owner/name@v1:x.gguf"), Some(("owner/name@v1", "x.gguf")));
+        assert_eq!(hub_source("owner/name"), None);
+        assert_eq!(hub_source("./dir:Q8_0"), None);
+    }
 
     #[test]
     fn unpermute_inverts_the_converters_permutation() {
