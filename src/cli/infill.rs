@@ -17,6 +17,10 @@ pub struct InfillArgs {
     /// Model folder, hub id, or GGUF file (default: the embedded stipple-mini text model).
     #[arg(long)]
     pub model: Option<String>,
+    /// Quantize the weights as they load: q8_0, q6_k, q5_k, q5_0, q4_k or q4_0 (llama.cpp's
+    /// types; activations stay f32). Smaller, and q8_0 runs llama.cpp's Q8_0 file exactly.
+    #[arg(long, value_parser = super::text::parse_quantize)]
+    pub quantize: Option<candle_core::quantized::GgmlDType>,
     /// Template: fixed text with holes such as [4], [1..3], [4 /regex/], [1 {cat,dog}], [3 chars:[a-z]].
     #[arg(long)]
     pub template: String,
@@ -40,7 +44,7 @@ pub fn run(g: &Global, args: &InfillArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => stipple::defaults::model("text")?.display().to_string(),
     };
-    let model = TextModel::load(&source, &g.device, g.dtype).with_context(|| format!("loading {source}"))?;
+    let model = TextModel::load_quantized(&source, &g.device, g.dtype, args.quantize).with_context(|| format!("loading {source}"))?;
     let mut bar = BarProgress::new("infill", g.json);
     let out = infill(&model, &template, &opts, Some(&mut bar as &mut dyn Progress<CanvasView>))?;
     bar.finish();

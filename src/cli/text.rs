@@ -118,6 +118,10 @@ pub struct TextArgs {
     /// (default: the embedded stipple-mini text model).
     #[arg(long)]
     pub model: Option<String>,
+    /// Quantize the weights as they load: q8_0, q6_k, q5_k, q5_0, q4_k or q4_0 (llama.cpp's
+    /// types; activations stay f32). Smaller, and q8_0 runs llama.cpp's Q8_0 file exactly.
+    #[arg(long, value_parser = parse_quantize)]
+    pub quantize: Option<candle_core::quantized::GgmlDType>,
     /// Prompt; repeat for a batch (left-padded, decoded together).
     #[arg(long)]
     pub prompt: Vec<String>,
@@ -164,6 +168,11 @@ impl Progress<CanvasView> for TextProgress<'_> {
     }
 }
 
+/// `--quantize` values (llama.cpp's names).
+pub fn parse_quantize(name: &str) -> std::result::Result<candle_core::quantized::GgmlDType, String> {
+    stipple_text::quantize::parse(name).map_err(|e| e.to_string())
+}
+
 /// Run `stipple text`.
 pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
     let prompts: Vec<String> = args.prompt_arg.iter().chain(&args.prompt).cloned().collect();
@@ -174,7 +183,7 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => stipple::defaults::model("text")?.display().to_string(),
     };
-    let model = TextModel::load(&model_source, &g.device, g.dtype).with_context(|| format!("loading {model_source}"))?;
+    let model = TextModel::load_quantized(&model_source, &g.device, g.dtype, args.quantize).with_context(|| format!("loading {model_source}"))?;
     let asked = Requested { gen_len: args.gen_len, block_len: args.block_len, steps: args.steps, temperature: args.decode.temperature, top_p: args.decode.top_p, top_k: args.decode.top_k };
     let s = GenerationDefaults::of_model(&model_source)?.settle(&model, &prompts, args.raw, &asked)?;
     let gen_len = s.gen_len;

@@ -20,6 +20,7 @@ pub mod gguf;
 pub mod infill;
 pub mod models;
 pub mod pipeline;
+pub mod quantize;
 pub mod slow_tokenizer;
 pub mod tokenizer;
 #[cfg(feature = "train")]

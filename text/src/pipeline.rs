@@ -1,5 +1,6 @@
 //! A model with its tokenizer: the one-call entry point for generating text.
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device};
 use stipple_core::progress::{CancelToken, Progress};
 
@@ -56,23 +57,29 @@ impl TextModel {
     /// Load a local folder, a hub id, a `.gguf` file (see [`TextModel::load_gguf`]), or a
     /// GGUF file of a hub repository (`owner/name:Q4_K_M`, `owner/name:FILE.gguf`).
     pub fn load(source: &str, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_quantized(source, device, dtype, None)
+    }
+
+    /// [`TextModel::load`], quantizing the plain matrices to `quantize` as they are read
+    /// (see [`crate::quantize`]).
+    pub fn load_quantized(source: &str, device: &Device, dtype: DType, quantize: Option<GgmlDType>) -> Result<Self> {
         let path = std::path::Path::new(source);
         if let Some((id, spec)) = crate::gguf::hub_source(source) {
-            return Self::load_gguf(&crate::gguf::resolve_hub(id, spec)?, device, dtype);
+            return Self::load_gguf(&crate::gguf::resolve_hub(id, spec)?, device, dtype, quantize);
         }
         if crate::gguf::is_gguf(path) {
-            return Self::load_gguf(path, device, dtype);
+            return Self::load_gguf(path, device, dtype, quantize);
         }
         let files = ModelFiles::resolve(source)?;
         let tokenizer = TextTokenizer::load(&files)?;
-        let lm = DiffusionLm::load(&files, device, dtype, &|t| tokenizer.token_id(t))?;
+        let lm = DiffusionLm::load_quantized(&files, device, dtype, quantize, &|t| tokenizer.token_id(t))?;
         Ok(Self { lm, tokenizer })
     }
 
     /// Load a GGUF file. The tokenizer is the `tokenizer.json` (with its
     /// `tokenizer_config.json`) or `vocab.json` + `merges.txt` beside the file when there is
     /// one (what the converter read), else the one in the file's metadata.
-    pub fn load_gguf(path: &std::path::Path, device: &Device, dtype: DType) -> Result<Self> {
+    pub fn load_gguf(path: &std::path::Path, device: &Device, dtype: DType, quantize: Option<GgmlDType>) -> Result<Self> {
         if !path.is_file() {
             return Err(crate::error::Error::Model(format!("{}: no such GGUF file", path.display())));
         }
@@ -82,7 +89,7 @@ impl TextModel {
             Some(tok) => TextTokenizer::load_parts(&tok, Some(dir.join("tokenizer_config.json")).filter(|p| p.is_file()).as_deref())?,
             None => crate::gguf::tokenizer::load(&file)?,
         };
-        let lm = DiffusionLm::load_gguf(&file, device, dtype)?;
+        let lm = DiffusionLm::load_gguf(&file, device, dtype, quantize)?;
         Ok(Self { lm, tokenizer })
     }
 

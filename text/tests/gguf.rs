@@ -350,3 +350,26 @@ fn broken_files_get_clear_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+
+/// `--quantize q8_0` on the safetensors checkpoint runs exactly the converter's Q8_0 file:
+/// the same bytes (candle's Q8_0 is the converter's), so the same logits, bit for bit.
+#[test]
+fn quantizing_at_load_runs_the_converters_q8_0_file() {
+    use stipple_text::quantize::parse;
+    for (dir, file) in [("llada-tiny", "llada-tiny-q8_0.gguf"), ("dream-tiny", "dream-tiny-q8_0.gguf")] {
+        let at_load = TextModel::load_quantized(fixture(dir).to_str().unwrap(), &Device::Cpu, DType::F32, Some(parse("Q8_0").unwrap())).unwrap();
+        let from_file = load(&gguf(file));
+        let canvas = ids(&expected(dir)["first_logits"]["canvas"]);
+        let (a, b) = (logits(&at_load, &canvas), logits(&from_file, &canvas));
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert_eq!(worst, 0.0, "{dir}: --quantize q8_0 vs {file}");
+        let plain = load(&fixture(dir));
+        assert_ne!(logits(&plain, &canvas), a, "{dir}: quantizing changed nothing");
+    }
+    // rows that do not split into k-quant blocks (64 wide, blocks of 256) stay plain
+    let q4k = TextModel::load_quantized(fixture("llada-tiny").to_str().unwrap(), &Device::Cpu, DType::F32, Some(parse("q4_k").unwrap())).unwrap();
+    let canvas = ids(&expected("llada-tiny")["first_logits"]["canvas"]);
+    assert_eq!(logits(&q4k, &canvas), logits(&load(&fixture("llada-tiny")), &canvas));
+    let e = parse("q3_xs").unwrap_err().to_string();
+    assert!(e.contains("q8_0") && e.contains("q4_k"), "{e}");
+}

@@ -14,6 +14,7 @@ pub mod transformer;
 
 use std::path::Path;
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 
 pub use transformer::{KvCache, Span, Transformer, TransformerConfig};
@@ -93,17 +94,33 @@ impl DiffusionLm {
     /// Load from resolved files. `special` supplies ids the config lacks (BERT's `[MASK]`),
     /// looked up in the tokenizer by the caller.
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType, special: &dyn Fn(&str) -> Option<u32>) -> Result<Self> {
+        Self::load_quantized(files, device, dtype, None, special)
+    }
+
+    /// [`DiffusionLm::load`], quantizing the matrices to `quantize` as they are read (see
+    /// [`crate::quantize`]; activations then run in f32 and `dtype` is not used).
+    pub fn load_quantized(files: &ModelFiles, device: &Device, dtype: DType, quantize: Option<GgmlDType>, special: &dyn Fn(&str) -> Option<u32>) -> Result<Self> {
         let config = files.config_json()?;
         let family = Family::detect(&config)?;
         if device.is_cpu() && dtype == DType::BF16 && matches!(family, Family::Bert | Family::ModernBert) {
             return Err(Error::InvalidArgument("bf16 BERT models are not supported on the CPU; use f32 or f16".into()));
         }
+        if quantize.is_some() && matches!(family, Family::Bert | Family::ModernBert) {
+            return Err(Error::InvalidArgument("--quantize is for LLaDA and Dream models; BERT-family models run plain".into()));
+        }
+        let dtype = if quantize.is_some() { DType::F32 } else { dtype };
         // each tensor read straight into its own buffer (no mapped copy held alongside)
         let vb = stipple_core::weights::var_builder(&files.weights, dtype, device)?;
+        let build = |cfg: TransformerConfig, names: &transformer::WeightNames, vb: candle_nn::VarBuilder| -> Result<Transformer> {
+            match quantize {
+                Some(ty) => Transformer::from_source(&cfg, names, &crate::quantize::Quantizing::new(&vb, ty)),
+                None => Transformer::new(&cfg, names, vb),
+            }
+        };
         let (net, traits) = match family {
             Family::Llada => {
                 let cfg: llada::Config = parse(&config, "LLaDA")?;
-                let net = llada::new(&cfg, vb)?;
+                let net = build(cfg.transformer()?, &llada::NAMES, vb)?;
                 let traits = ModelTraits {
                     family,
                     mask_id: cfg.mask_token_id,
@@ -118,7 +135,7 @@ impl DiffusionLm {
             }
             Family::Dream => {
                 let cfg: dream::Config = parse(&config, "Dream")?;
-                let net = dream::new(&cfg, vb)?;
+                let net = build(cfg.transformer()?, &dream::NAMES, vb)?;
                 let eos = cfg.eos_token_id.or_else(|| special("<|endoftext|>")).unwrap_or(cfg.pad_token_id);
                 let traits = ModelTraits {
                     family,
@@ -144,12 +161,16 @@ impl DiffusionLm {
 
     /// Load a GGUF file (LLaDA or Dream, as llama.cpp's converter writes them). Quantized
     /// matrices stay quantized and activations run in f32 (`dtype` then only applies to
-    /// files of plain f32/f16/bf16 tensors).
-    pub fn load_gguf(file: &crate::gguf::GgufFile, device: &Device, dtype: DType) -> Result<Self> {
+    /// files of plain f32/f16/bf16 tensors); `quantize` quantizes the plain ones.
+    pub fn load_gguf(file: &crate::gguf::GgufFile, device: &Device, dtype: DType, quantize: Option<GgmlDType>) -> Result<Self> {
         let family = file.family()?;
-        let dtype = if crate::gguf::has_quantized_matrices(file) { DType::F32 } else { dtype };
+        let dtype = if crate::gguf::has_quantized_matrices(file) || quantize.is_some() { DType::F32 } else { dtype };
         let cfg = file.transformer_config()?;
-        let net = Transformer::from_source(&cfg, &crate::gguf::NAMES, &file.weights(dtype, device)?)?;
+        let weights = file.weights(dtype, device)?;
+        let net = match quantize {
+            Some(ty) => Transformer::from_source(&cfg, &crate::gguf::NAMES, &crate::quantize::Quantizing::new(&weights, ty))?,
+            None => Transformer::from_source(&cfg, &crate::gguf::NAMES, &weights)?,
+        };
         let meta_id = |key: &str| file.meta_usize(key).and_then(|i| u32::try_from(i).ok());
         let token = |t: &str| file.token_id(t);
         let mask_id = meta_id("tokenizer.ggml.mask_token_id")
