@@ -40,43 +40,83 @@ pub fn is_hub_id(source: &str) -> bool {
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none() && !source.starts_with('.') && !Path::new(source).exists()
 }
 
+/// Which files a layout needs, from a repository listing (`Err` names what is missing).
+pub type PickFiles<'a> = dyn Fn(&[String]) -> Result<Vec<String>, String> + 'a;
+
+/// One hub repository: its id, its local cache, and a client for the hub.
+struct HubRepo {
+    id: String,
+    repo: hf_hub::Repo,
+    cache: hf_hub::CacheRepo,
+    api: hf_hub::api::sync::ApiRepo,
+}
+
+impl HubRepo {
+    /// `owner/name[@revision]` (refused when it is not of that form).
+    fn open(source: &str) -> Result<Self, HubError> {
+        if !is_hub_id(source) {
+            return Err(HubError::NotAnId(source.to_string()));
+        }
+        let (id, rev) = match source.split_once('@') {
+            Some((id, rev)) => (id.to_string(), rev.to_string()),
+            None => (source.to_string(), "main".to_string()),
+        };
+        let repo = hf_hub::Repo::with_revision(id.clone(), hf_hub::RepoType::Model, rev);
+        let cache = hf_hub::Cache::from_env().repo(repo.clone());
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
+            .with_progress(true)
+            .build()
+            .map_err(|e| HubError::Fetch { id: id.clone(), what: "a hub client".into(), reason: e.to_string() })?
+            .repo(repo.clone());
+        Ok(Self { id, repo, cache, api })
+    }
+
+    fn fetch_err(&self, what: &str, e: &dyn std::fmt::Display) -> HubError {
+        HubError::Fetch { id: self.id.clone(), what: what.to_string(), reason: e.to_string() }
+    }
+
+    fn missing(&self, need: String) -> HubError {
+        HubError::Missing { id: self.id.clone(), need }
+    }
+
+    /// The repository's file names, from the hub.
+    fn listing(&self) -> Result<Vec<String>, hf_hub::api::sync::ApiError> {
+        Ok(self.api.info()?.siblings.into_iter().map(|s| s.rfilename).collect())
+    }
+
+    /// A file's local path: the cache's copy, else a download (when `online`).
+    fn local(&self, name: &str, online: bool) -> Result<PathBuf, HubError> {
+        match self.cache.get(name) {
+            Some(p) => Ok(p),
+            None if online => self.api.get(name).map_err(|e| self.fetch_err(name, &e)),
+            None => Err(self.fetch_err(name, &"not in the local hub cache")),
+        }
+    }
+}
+
 /// The local snapshot folder of hub model `source` holding every file `wanted` picks from
 /// the repository listing (`marker`, e.g. `model_index.json`, must be among them). Cached
 /// files are not fetched again; offline, a snapshot already in the cache is used as is.
-pub fn snapshot(source: &str, marker: &str, wanted: &dyn Fn(&[String]) -> Result<Vec<String>, String>) -> Result<PathBuf, HubError> {
-    use hf_hub::{Repo, RepoType};
-    if !is_hub_id(source) {
-        return Err(HubError::NotAnId(source.to_string()));
-    }
-    let (id, rev) = match source.split_once('@') {
-        Some((id, rev)) => (id.to_string(), rev.to_string()),
-        None => (source.to_string(), "main".to_string()),
-    };
-    let repo = Repo::with_revision(id.clone(), RepoType::Model, rev);
-    let cache = hf_hub::Cache::from_env().repo(repo.clone());
+pub fn snapshot(source: &str, marker: &str, wanted: &PickFiles) -> Result<PathBuf, HubError> {
+    let hub = HubRepo::open(source)?;
     let root_of = |marker_path: PathBuf| marker_path.parent().map(Path::to_path_buf).unwrap_or(marker_path);
-    let fetch_err = |what: &str, e: &dyn std::fmt::Display| HubError::Fetch { id: id.clone(), what: what.to_string(), reason: e.to_string() };
-    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(true).build().map_err(|e| fetch_err("a hub client", &e))?.repo(repo);
-    let listing = match api.info() {
-        Ok(info) => info.siblings.into_iter().map(|s| s.rfilename).collect::<Vec<_>>(),
+    let listing = match hub.listing() {
+        Ok(listing) => listing,
         // offline: a snapshot in the cache is the best there is
-        Err(e) => return cache.get(marker).map(root_of).ok_or_else(|| fetch_err("the file list", &e)),
+        Err(e) => return hub.cache.get(marker).map(root_of).ok_or_else(|| hub.fetch_err("the file list", &e)),
     };
-    let files = wanted(&listing).map_err(|need| HubError::Missing { id: id.clone(), need })?;
+    let files = wanted(&listing).map_err(|need| hub.missing(need))?;
     if !files.iter().any(|f| f == marker) {
-        return Err(HubError::Missing { id, need: marker.to_string() });
+        return Err(hub.missing(marker.to_string()));
     }
     let mut root = None;
     for name in &files {
-        let path = match cache.get(name) {
-            Some(p) => p,
-            None => api.get(name).map_err(|e| fetch_err(name, &e))?,
-        };
+        let path = hub.local(name, true)?;
         if name == marker {
             root = Some(root_of(path));
         }
     }
-    root.ok_or(HubError::Missing { id, need: marker.to_string() })
+    root.ok_or_else(|| hub.missing(marker.to_string()))
 }
 
 /// The local path of one file of hub repository `id` (`owner/name[@revision]`) that
@@ -84,38 +124,21 @@ pub fn snapshot(source: &str, marker: &str, wanted: &dyn Fn(&[String]) -> Result
 /// (the first picked is the one returned). For layouts whose main file is only known
 /// from the listing (a GGUF repository holds one file per quantization). Offline, the
 /// listing of the cached snapshot is used.
-pub fn file(id: &str, wanted: &dyn Fn(&[String]) -> Result<Vec<String>, String>) -> Result<PathBuf, HubError> {
-    use hf_hub::{Repo, RepoType};
-    if !is_hub_id(id) {
-        return Err(HubError::NotAnId(id.to_string()));
-    }
-    let (name, rev) = match id.split_once('@') {
-        Some((name, rev)) => (name.to_string(), rev.to_string()),
-        None => (id.to_string(), "main".to_string()),
-    };
-    let repo = Repo::with_revision(name.clone(), RepoType::Model, rev);
-    let cache_root = hf_hub::Cache::from_env().path().clone();
-    let cache = hf_hub::Cache::from_env().repo(repo.clone());
-    let fetch_err = |what: &str, e: &dyn std::fmt::Display| HubError::Fetch { id: name.clone(), what: what.to_string(), reason: e.to_string() };
-    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(true).build().map_err(|e| fetch_err("a hub client", &e))?.repo(repo.clone());
-    let (listing, online) = match api.info() {
-        Ok(info) => (info.siblings.into_iter().map(|s| s.rfilename).collect::<Vec<_>>(), true),
-        Err(e) => match cached_listing(&cache_root, &repo) {
+pub fn file(id: &str, wanted: &PickFiles) -> Result<PathBuf, HubError> {
+    let hub = HubRepo::open(id)?;
+    let (listing, online) = match hub.listing() {
+        Ok(listing) => (listing, true),
+        Err(e) => match cached_listing(hf_hub::Cache::from_env().path(), &hub.repo) {
             Some(listing) => (listing, false),
-            None => return Err(fetch_err("the file list", &e)),
+            None => return Err(hub.fetch_err("the file list", &e)),
         },
     };
-    let files = wanted(&listing).map_err(|need| HubError::Missing { id: name.clone(), need })?;
+    let files = wanted(&listing).map_err(|need| hub.missing(need))?;
     let mut first = None;
     for f in &files {
-        let path = match cache.get(f) {
-            Some(p) => p,
-            None if online => api.get(f).map_err(|e| fetch_err(f, &e))?,
-            None => return Err(fetch_err(f, &"not in the local hub cache")),
-        };
-        first.get_or_insert(path);
+        first.get_or_insert(hub.local(f, online)?);
     }
-    first.ok_or(HubError::Missing { id: name, need: "a file to load".into() })
+    first.ok_or_else(|| hub.missing("a file to load".into()))
 }
 
 /// The files of the cached snapshot of `repo` (its revision's ref), relative to the

@@ -183,6 +183,8 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => stipple::defaults::model("text")?.display().to_string(),
     };
+    // a hub GGUF is looked up once, for the weights and the generation defaults alike
+    let model_source = stipple_text::gguf::localize(&model_source)?;
     let model = TextModel::load_quantized(&model_source, &g.device, g.dtype, args.quantize).with_context(|| format!("loading {model_source}"))?;
     let asked = Requested { gen_len: args.gen_len, block_len: args.block_len, steps: args.steps, temperature: args.decode.temperature, top_p: args.decode.top_p, top_k: args.decode.top_k };
     let s = GenerationDefaults::of_model(&model_source)?.settle(&model, &prompts, args.raw, &asked)?;

@@ -91,6 +91,16 @@ pub fn pick_files(listing: &[String], spec: &str) -> std::result::Result<Vec<Str
     Ok(out)
 }
 
+/// `source` with a hub GGUF source (`owner/name:SPEC`) replaced by its local path, so
+/// callers that read the model more than once (weights, then generation defaults) look
+/// it up on the hub once; any other source is returned as is.
+pub fn localize(source: &str) -> Result<String> {
+    match hub_source(source) {
+        Some((id, spec)) => Ok(resolve_hub(id, spec)?.display().to_string()),
+        None => Ok(source.to_string()),
+    }
+}
+
 /// The local path of a `owner/name:SPEC` GGUF source (the hub cache first, then a
 /// download; offline, the cached snapshot).
 pub fn resolve_hub(id: &str, spec: &str) -> Result<PathBuf> {
@@ -260,20 +270,21 @@ impl GgufWeights<'_> {
     }
 }
 
-/// Undo `convert_hf_to_gguf.py`'s LLaDA permutation on rows of `row_bytes` bytes: the
+/// Undo `convert_hf_to_gguf.py`'s LLaDA permutation on `rows` equal rows of `data` (bytes
+/// of quantized rows, or values of a bias): the
 /// file's row `h*hd + 2j + t` is the checkpoint's row `h*hd + t*hd/2 + j`.
-fn unpermute_rows(data: &[u8], rows: usize, heads: usize, hd: usize) -> Result<Vec<u8>> {
+fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: usize, hd: usize) -> Result<Vec<T>> {
     if rows != heads * hd || hd % 2 != 0 || data.len() % rows != 0 {
         return Err(Error::Model(format!("cannot undo the rotary row order of a {rows}-row tensor over {heads} heads of {hd}")));
     }
-    let row_bytes = data.len() / rows;
-    let mut out = vec![0u8; data.len()];
+    let row_len = data.len() / rows;
+    let mut out = vec![T::default(); data.len()];
     for h in 0..heads {
         for j in 0..hd / 2 {
             for t in 0..2 {
                 let src = h * hd + 2 * j + t;
                 let dst = h * hd + t * (hd / 2) + j;
-                out[dst * row_bytes..(dst + 1) * row_bytes].copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+                out[dst * row_len..(dst + 1) * row_len].copy_from_slice(&data[src * row_len..(src + 1) * row_len]);
             }
         }
     }
@@ -290,10 +301,7 @@ impl WeightSource for GgufWeights<'_> {
         let t = match self.permuted_heads(name) {
             Some((heads, hd)) => {
                 let v = t.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                let back = unpermute_rows(&bytes, size, heads, hd)?;
-                let v: Vec<f32> = back.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-                Tensor::from_vec(v, size, &Device::Cpu)?
+                Tensor::from_vec(unpermute_rows(&v, size, heads, hd)?, size, &Device::Cpu)?
             }
             None => t,
         };
