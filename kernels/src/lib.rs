@@ -16,7 +16,10 @@ pub mod gated;
 pub mod group_norm;
 pub mod linear;
 pub mod norm;
+pub mod packed_matmul;
 pub mod rotary;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 mod winograd;
 
 /// Whether any of `tensors` is being tracked for gradients (a trainable variable, or a

@@ -129,6 +129,33 @@ fn cases(device: &Device, dtype: DType) -> Result<Vec<Case>> {
             baseline: Box::new(move || Ok(drop(attention::attention_unfused(&q2, &k2, &v2, None, scale)?))),
         });
     }
+
+    // projections against weights packed at load vs candle's matmul on `W^T` (what the
+    // text models did before): the 134M benchmark's q|k|v, o, gate|up and down over 256
+    // positions, its tied head over a 32-token block, LLaDA-8B's q|k|v over 320
+    if device.is_cpu() && dtype == DType::F32 {
+        for (name, m, k, n) in [
+            ("matmul 256x768x2304 (134M q|k|v)", 256, 768, 2304),
+            ("matmul 256x768x768 (134M o)", 256, 768, 768),
+            ("matmul 256x768x4096 (134M gate|up)", 256, 768, 4096),
+            ("matmul 256x2048x768 (134M down)", 256, 2048, 768),
+            ("matmul 32x768x32000 (134M head)", 32, 768, 32000),
+            ("matmul 320x4096x12288 (LLaDA-8B q|k|v)", 320, 4096, 12288),
+        ] {
+            let x = randn(&[m, k])?;
+            let w = randn(&[n, k])?;
+            let Some(packed) = stipple_kernels::packed_matmul::PackedMatrix::from_tensors(std::slice::from_ref(&w))? else {
+                continue;
+            };
+            let wt = stipple_kernels::cpu::transpose(&w)?;
+            let x2 = x.clone();
+            out.push(Case {
+                name,
+                fused: Box::new(move || Ok(drop(packed.forward(&x, None)?))),
+                baseline: Box::new(move || Ok(drop(x2.matmul(&wt)?))),
+            });
+        }
+    }
     Ok(out)
 }
 

@@ -9,12 +9,14 @@
 //! of every position outside it. This is Fast-dLLM's prefix cache (span = block..end) and
 //! dual cache (span = block) in one mechanism.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, VarBuilder};
+use stipple_kernels::packed_matmul::PackedMatrix;
 
 use crate::error::{Result, invalid};
 
@@ -231,6 +233,8 @@ struct Proj {
 
 enum ProjWeights {
     Dense(Tensor),
+    /// f32 on an AVX2 / AVX-512 CPU: packed once into the register tiles' panels.
+    Packed(PackedMatrix),
     Quantized(Vec<QMatMul>),
 }
 
@@ -245,7 +249,13 @@ impl Proj {
                 bs.push(src.vector(&format!("{name}.bias"), *out)?);
             }
         }
-        let weights = if matrices.iter().all(|m| matches!(m, Matrix::Dense(_))) {
+        // packed only for inference: trained weights keep the differentiable matmul
+        let packable = src.dtype() == DType::F32 && matrices.iter().all(|m| matches!(m, Matrix::Dense(w) if w.device().is_cpu() && !w.track_op()));
+        let dense_parts = || matrices.iter().filter_map(|m| if let Matrix::Dense(w) = m { Some(w.clone()) } else { None }).collect::<Vec<_>>();
+        let packed = if packable { PackedMatrix::from_tensors(&dense_parts())? } else { None };
+        let weights = if let Some(p) = packed {
+            ProjWeights::Packed(p)
+        } else if matrices.iter().all(|m| matches!(m, Matrix::Dense(_))) {
             let mut dense = Vec::with_capacity(matrices.len());
             for m in matrices {
                 let Matrix::Dense(w) = m else { unreachable!("all dense") };
@@ -256,7 +266,7 @@ impl Proj {
             ProjWeights::Dense(if dense.len() == 1 { dense.pop().expect("one part") } else { Tensor::cat(&dense, 1)? })
         } else {
             // a quantized file may keep some matrices plain: those multiply as `x @ W^T`
-            let parts = matrices
+            let parts = merge_quantized(matrices)?
                 .into_iter()
                 .map(|m| match m {
                     Matrix::Dense(w) => Ok(QMatMul::Tensor(w)),
@@ -272,7 +282,15 @@ impl Proj {
     /// The output head tied to the embedding table.
     fn tied(embed: &TokenEmbedding, vocab: usize) -> Result<Self> {
         let weights = match embed {
-            TokenEmbedding::Dense(e) => ProjWeights::Dense(stipple_kernels::cpu::transpose(e.embeddings())?),
+            TokenEmbedding::Dense(e) => {
+                let table = e.embeddings();
+                // a trained table (tracked for gradients) keeps the differentiable path
+                let packed = if table.dtype() == DType::F32 && !table.track_op() { PackedMatrix::from_tensors(std::slice::from_ref(table))? } else { None };
+                match packed {
+                    Some(p) => ProjWeights::Packed(p),
+                    None => ProjWeights::Dense(stipple_kernels::cpu::transpose(table)?),
+                }
+            }
             TokenEmbedding::Quantized(q) => ProjWeights::Quantized(vec![QMatMul::from_arc(q.clone())?]),
         };
         Ok(Self { weights, bias: None, out: vocab })
@@ -282,6 +300,12 @@ impl Proj {
         let (b, n, k) = x.dims3()?;
         let x = x.reshape((b * n, k))?;
         let y = match &self.weights {
+            ProjWeights::Packed(p) => {
+                // the bias rides in the tiles' starting sums
+                let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+                let y = p.forward(&x, bias.as_deref())?;
+                return Ok(y.reshape((b, n, self.out))?);
+            }
             ProjWeights::Dense(wt) => x.matmul(wt)?,
             ProjWeights::Quantized(parts) => {
                 let ys = parts.iter().map(|p| p.forward(&x)).collect::<candle_core::Result<Vec<_>>>()?;
@@ -294,6 +318,33 @@ impl Proj {
         };
         Ok(y.reshape((b, n, self.out))?)
     }
+}
+
+/// Neighbouring quantized parts of one type stacked into one matrix (their rows are
+/// independent runs of blocks): q|k (and v when it shares their type), gate|up. Each
+/// quantized matmul quantizes its input to 8 bits first; one matrix does it once, and its
+/// output needs no concatenation.
+fn merge_quantized(matrices: Vec<Matrix>) -> Result<Vec<Matrix>> {
+    let mut out: Vec<Matrix> = Vec::with_capacity(matrices.len());
+    for m in matrices {
+        if let (Some(Matrix::Quantized(prev)), Matrix::Quantized(q)) = (out.last(), &m) {
+            let cpu = |t: &QTensor| t.device().is_cpu();
+            if prev.dtype() == q.dtype() && cpu(prev) && cpu(q) {
+                let (rows_a, k) = prev.shape().dims2()?;
+                let (rows_b, kb) = q.shape().dims2()?;
+                if k == kb {
+                    let mut bytes = prev.data()?.into_owned();
+                    bytes.extend_from_slice(&q.data()?);
+                    let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, q.dtype())?;
+                    let merged = QTensor::new(storage, (rows_a + rows_b, k))?;
+                    *out.last_mut().expect("a previous part") = Matrix::Quantized(Arc::new(merged));
+                    continue;
+                }
+            }
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// RMSNorm on the kernels' trainable form (fused at inference).
