@@ -88,6 +88,13 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// The pointer (a method, so closures capture the `Send` wrapper, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 impl PackedMatrix {
     /// Whether packed matmul runs on this CPU (AVX-512, or AVX2 + FMA, as
     /// [`crate::cpu_features::active`] allows).
@@ -110,7 +117,7 @@ impl PackedMatrix {
         let mut n = 0;
         for p in parts {
             assert_eq!(p.len() % k.max(1), 0, "a part is not a whole number of {k}-wide rows");
-            let rows = if k == 0 { 0 } else { p.len() / k };
+            let rows = p.len().checked_div(k).unwrap_or(0);
             starts.push((n, rows));
             n += rows;
         }
@@ -227,11 +234,10 @@ impl PackedMatrix {
         // panels in groups whose output block (all m rows) stays in L2 across the blocks of k
         let group = ((512 << 10) / 4 / (m * nr)).max(1);
         let job = |t: usize| {
-            let out = out;
             let mine = t * per..((t + 1) * per).min(panels);
             for g in mine.clone().step_by(group) {
                 // Safety: these panels' columns are this thread's alone; bounds as asserted.
-                unsafe { self.panels(g..(g + group).min(mine.end), x, m, bias, out.0) };
+                unsafe { self.panels(g..(g + group).min(mine.end), x, m, bias, out.get()) };
             }
         };
         if threads == 1 {
