@@ -192,6 +192,29 @@ impl PackedMatrix {
         self.n
     }
 
+    /// Rows `ids` of `W` (`[ids.len(), k]`), read back from the panels: a tied embedding
+    /// table then needs no second copy beside the output head. `None` when an id is not
+    /// below `out`.
+    pub fn rows(&self, ids: &[u32]) -> Option<Vec<f32>> {
+        if ids.iter().any(|&t| t as usize >= self.n) {
+            return None;
+        }
+        let (k, nr) = (self.k, self.tiles.nr());
+        // Safety: `Line` is 16 f32 with no padding.
+        let data = unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.lines.len() * 16) };
+        let mut out = vec![0f32; ids.len() * k];
+        if k > 0 {
+            out.par_chunks_mut(k).zip(ids.par_iter()).for_each(|(row, &t)| {
+                let (p, j) = (t as usize / nr, t as usize % nr);
+                let panel = &data[p * k * nr..(p + 1) * k * nr];
+                for (kk, v) in row.iter_mut().enumerate() {
+                    *v = panel[kk * nr + j];
+                }
+            });
+        }
+        Some(out)
+    }
+
     /// `x Wᵀ (+ bias)` for `x` `[m, k]` row-major: `[m, n]` row-major.
     pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
         let len = m * self.n;
@@ -489,5 +512,12 @@ mod tests {
         let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
         assert!(crate::test_util::max_abs_diff(&got, &want) < 1e-5);
         assert!(packed.forward(&crate::test_util::seeded_randn(&[2, 7], 6), None).is_err());
+        // rows read back from the panels are the matrix's rows
+        let rows = packed.rows(&[9, 0, 3, 9]).unwrap();
+        let table = w.to_vec2::<f32>().unwrap();
+        for (got, &t) in rows.chunks(8).zip(&[9usize, 0, 3, 9]) {
+            assert_eq!(got, &table[t][..]);
+        }
+        assert!(packed.rows(&[10]).is_none());
     }
 }

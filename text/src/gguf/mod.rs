@@ -235,6 +235,26 @@ impl GgufFile {
         Ok(GgufWeights { file: self, dtype, device: device.clone(), unpermute_heads })
     }
 
+    /// An f32 tensor's values read straight into one buffer (no block storage, no
+    /// dequantized copy: the load's peak memory stays near the weights).
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| self.err(format!("no tensor {name}")))?;
+        let n = info.shape.elem_count();
+        let mut values = vec![0f32; n];
+        let mut reader = self.reader.lock().map_err(|_| self.err("reader poisoned by an earlier panic"))?;
+        // Safety: f32 has no invalid bit patterns; the byte view covers exactly `values`.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), n * 4) };
+        reader
+            .seek(SeekFrom::Start(self.content.tensor_data_offset + info.offset))
+            .and_then(|_| reader.read_exact(bytes))
+            .map_err(|e| self.err(format!("tensor {name}: {e}")))?;
+        if cfg!(target_endian = "big") {
+            values.iter_mut().for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
+        }
+        Ok(values)
+    }
+
     fn read(&self, name: &str, device: &Device) -> Result<QTensor> {
         let info = self.content.tensor_infos.get(name).ok_or_else(|| self.err(format!("no tensor {name}")))?;
         let mut reader = self.reader.lock().map_err(|_| self.err("reader poisoned by an earlier panic"))?;
@@ -309,6 +329,15 @@ impl WeightSource for GgufWeights<'_> {
     }
 
     fn matrix(&self, name: &str, out: usize, inp: usize) -> Result<Matrix> {
+        // f32 into f32 on the CPU: one read, no intermediate copies
+        let plain_f32 = self.file.tensor_type(name) == Some(GgmlDType::F32) && self.dtype == DType::F32 && self.device.is_cpu();
+        if plain_f32 && self.file.tensor_shape(name) == Some(&[out, inp][..]) {
+            let mut values = self.file.read_f32(name)?;
+            if let Some((heads, hd)) = self.permuted_heads(name) {
+                values = unpermute_rows(&values, out, heads, hd)?;
+            }
+            return Ok(Matrix::Dense(Tensor::from_vec(values, (out, inp), &Device::Cpu)?));
+        }
         let q = self.file.read(name, &Device::Cpu)?;
         if q.shape().dims() != [out, inp] {
             return Err(self.file.err(format!("tensor {name} has shape {:?}, expected [{out}, {inp}]", q.shape().dims())));

@@ -193,9 +193,11 @@ impl WeightSource for VarBuilder<'_> {
     }
 }
 
-/// The token embedding: a dense table, or quantized rows expanded per looked-up token.
+/// The token embedding: a dense table, rows read back from the packed output head it is
+/// tied to, or quantized rows expanded per looked-up token.
 enum TokenEmbedding {
     Dense(Embedding),
+    Packed(Arc<PackedMatrix>),
     Quantized(Arc<QTensor>),
 }
 
@@ -203,6 +205,13 @@ impl TokenEmbedding {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         Ok(match self {
             TokenEmbedding::Dense(e) => e.forward(ids)?,
+            TokenEmbedding::Packed(p) => {
+                let mut shape = ids.dims().to_vec();
+                let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+                let rows = p.rows(&ids).ok_or_else(|| invalid(format!("a token id is outside the vocabulary of {}", p.out_dim())))?;
+                shape.push(p.in_dim());
+                Tensor::from_vec(rows, shape, &Device::Cpu)?
+            }
             TokenEmbedding::Quantized(q) => q.embedding(ids)?,
         })
     }
@@ -233,8 +242,9 @@ struct Proj {
 
 enum ProjWeights {
     Dense(Tensor),
-    /// f32 on an AVX2 / AVX-512 CPU: packed once into the register tiles' panels.
-    Packed(PackedMatrix),
+    /// f32 on an AVX2 / AVX-512 CPU: packed once into the register tiles' panels (shared
+    /// with the embedding when tied).
+    Packed(Arc<PackedMatrix>),
     Quantized(Vec<QMatMul>),
 }
 
@@ -254,7 +264,7 @@ impl Proj {
         let dense_parts = || matrices.iter().filter_map(|m| if let Matrix::Dense(w) = m { Some(w.clone()) } else { None }).collect::<Vec<_>>();
         let packed = if packable { PackedMatrix::from_tensors(&dense_parts())? } else { None };
         let weights = if let Some(p) = packed {
-            ProjWeights::Packed(p)
+            ProjWeights::Packed(Arc::new(p))
         } else if matrices.iter().all(|m| matches!(m, Matrix::Dense(_))) {
             let mut dense = Vec::with_capacity(matrices.len());
             for m in matrices {
@@ -279,18 +289,25 @@ impl Proj {
         Ok(Self { weights, bias, out: parts.iter().map(|p| p.1).sum() })
     }
 
-    /// The output head tied to the embedding table.
-    fn tied(embed: &TokenEmbedding, vocab: usize) -> Result<Self> {
+    /// The output head tied to the embedding table. A packed head takes the table's place
+    /// as the embedding too (its rows are read back from the panels), so the table is not
+    /// kept twice.
+    fn tied(embed: &mut TokenEmbedding, vocab: usize) -> Result<Self> {
         let weights = match embed {
             TokenEmbedding::Dense(e) => {
                 let table = e.embeddings();
                 // a trained table (tracked for gradients) keeps the differentiable path
                 let packed = if table.dtype() == DType::F32 && !table.track_op() { PackedMatrix::from_tensors(std::slice::from_ref(table))? } else { None };
                 match packed {
-                    Some(p) => ProjWeights::Packed(p),
+                    Some(p) => {
+                        let p = Arc::new(p);
+                        *embed = TokenEmbedding::Packed(p.clone());
+                        ProjWeights::Packed(p)
+                    }
                     None => ProjWeights::Dense(stipple_kernels::cpu::transpose(table)?),
                 }
             }
+            TokenEmbedding::Packed(p) => ProjWeights::Packed(p.clone()),
             TokenEmbedding::Quantized(q) => ProjWeights::Quantized(vec![QMatMul::from_arc(q.clone())?]),
         };
         Ok(Self { weights, bias: None, out: vocab })
@@ -373,9 +390,17 @@ impl Transformer {
     pub fn from_source(cfg: &TransformerConfig, names: &WeightNames, src: &dyn WeightSource) -> Result<Self> {
         cfg.check()?;
         let hd = cfg.head_dim();
-        let embed = match src.matrix(&format!("{}.weight", names.embed), cfg.vocab, cfg.hidden)? {
+        let mut embed = match src.matrix(&format!("{}.weight", names.embed), cfg.vocab, cfg.hidden)? {
             Matrix::Dense(w) => TokenEmbedding::Dense(Embedding::new(w, cfg.hidden)),
             Matrix::Quantized(q) => TokenEmbedding::Quantized(q),
+        };
+        // the head (the largest matrix) is loaded first: the buffer its packing frees (or,
+        // tied, the embedding table it replaces) is then reused by the blocks' weights
+        // rather than left over at the end
+        let head = if cfg.tied_head {
+            Proj::tied(&mut embed, cfg.vocab)?
+        } else {
+            Proj::load(src, &[(names.head.to_string(), cfg.vocab)], cfg.hidden, cfg.other_bias)?
         };
         let mut blocks = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
@@ -398,11 +423,6 @@ impl Transformer {
             });
         }
         let final_norm = rms(src, names.final_norm, cfg.hidden, cfg.norm_eps)?;
-        let head = if cfg.tied_head {
-            Proj::tied(&embed, cfg.vocab)?
-        } else {
-            Proj::load(src, &[(names.head.to_string(), cfg.vocab)], cfg.hidden, cfg.other_bias)?
-        };
         // torch: 1 / theta ** (arange(0, d, 2).float() / d), in f32
         let inv_freq = (0..hd / 2)
             .map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / hd as f32))
