@@ -131,10 +131,11 @@ fn cases(device: &Device, dtype: DType) -> Result<Vec<Case>> {
     }
 
     // projections against weights packed at load vs candle's matmul on `W^T` (what the
-    // text models did before): the 134M benchmark's q|k|v, o, gate|up and down over 256
+    // text models did before): stipple-mini's q|k|v over an 80-token canvas, the 134M benchmark's q|k|v, o, gate|up and down over 256
     // positions, its tied head over a 32-token block, LLaDA-8B's q|k|v over 320
     if device.is_cpu() && dtype == DType::F32 {
         for (name, m, k, n) in [
+            ("matmul 80x256x768 (stipple-mini q|k|v)", 80, 256, 768),
             ("matmul 256x768x2304 (134M q|k|v)", 256, 768, 2304),
             ("matmul 256x768x768 (134M o)", 256, 768, 768),
             ("matmul 256x768x4096 (134M gate|up)", 256, 768, 4096),
