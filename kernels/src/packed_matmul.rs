@@ -3,9 +3,10 @@
 //! as the register tiles read them, so a call packs nothing.
 //!
 //! Why: a general gemm packs both operands on every call. For a transformer's projections
-//! at a few hundred positions (the 134M LLaDA benchmark: 256 x 768 times 768 x 2304) that
-//! packing and its fork/join left gemm's f32 AVX-512 path at ~200 GFLOP/s on 2 cores, where
-//! llama.cpp's llamafile sgemm (which does not pack either) reached ~300.
+//! at a few hundred positions (the 134M LLaDA benchmark: 256 x 768 times 768 x 2304) or a
+//! block of 32 (the output head), that packing and its fork/join cost 1.1-2x against this
+//! (`stipple bench kernels --only matmul`), and llama.cpp, whose llamafile sgemm does not
+//! pack either, decoded the same f32 model 1.6x faster.
 //!
 //! Layout: panel `p` holds output columns `p·NR .. p·NR + NR` as `[in][NR]` (zeros past
 //! `out`), 64-byte aligned. A tile of `MR` input rows times one panel keeps its `MR·NR`
@@ -65,6 +66,10 @@ impl Tiles {
 
 /// Input rows per register tile (both paths).
 const MR: usize = 6;
+
+/// Inputs taller than this (an image's pixels) are cut into blocks of rows, run in
+/// parallel, so a block of the input stays in cache while every panel passes over it.
+const ROW_BLOCK: usize = 384;
 
 /// A weight matrix packed for [`PackedMatrix::matmul`].
 pub struct PackedMatrix {
@@ -215,16 +220,33 @@ impl PackedMatrix {
         Some(out)
     }
 
-    /// `x Wᵀ (+ bias)` for `x` `[m, k]` row-major: `[m, n]` row-major.
-    pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    /// `x Wᵀ (+ bias)` for `x` `[m, k]` row-major: `[m, n]` row-major. An error when `x`
+    /// holds fewer than `m * k` values or `bias` fewer than `n`.
+    pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        if x.len() < m * self.k {
+            candle_core::bail!("packed matmul: {} input values, expected {m} rows of {}", x.len(), self.k);
+        }
+        if bias.is_some_and(|b| b.len() < self.n) {
+            candle_core::bail!("packed matmul: a bias shorter than {} outputs", self.n);
+        }
         let len = m * self.n;
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        // Safety: matmul_into writes every element before anything reads them.
+        let blocks = m.div_ceil(ROW_BLOCK);
+        // Safety: matmul_into writes every element before anything reads them; the row
+        // blocks write disjoint rows.
         unsafe {
-            self.matmul_into(x, m, bias, out.as_mut_ptr());
+            if blocks <= 1 {
+                self.matmul_into(x, m, bias, out.as_mut_ptr());
+            } else {
+                let dst = Shared(out.as_mut_ptr());
+                (0..blocks).into_par_iter().for_each(|b| {
+                    let (r0, rows) = (b * ROW_BLOCK, ROW_BLOCK.min(m - b * ROW_BLOCK));
+                    self.matmul_into(&x[r0 * self.k..], rows, bias, dst.get().add(r0 * self.n));
+                });
+            }
             out.set_len(len);
         }
-        out
+        Ok(out)
     }
 
     /// `x Wᵀ (+ bias)` for `x` `[..., k]` (f32 on the CPU, or converted): `[..., n]` f32.
@@ -235,7 +257,7 @@ impl PackedMatrix {
             _ => candle_core::bail!("packed matmul: input {:?} does not end in {}", x.shape(), self.k),
         }
         let m = x.elem_count() / self.k.max(1);
-        let y = crate::cpu::with_f32(&x.contiguous()?, |xs| self.matmul(xs, m, bias))?;
+        let y = crate::cpu::with_f32(&x.contiguous()?, |xs| self.matmul(xs, m, bias))??;
         Tensor::from_vec(y, shape, &Device::Cpu)
     }
 
@@ -245,8 +267,7 @@ impl PackedMatrix {
     /// `out` must be valid for `m * n` writes; `x` must hold `m * k` values; `bias`, when
     /// given, `n`.
     unsafe fn matmul_into(&self, x: &[f32], m: usize, bias: Option<&[f32]>, out: *mut f32) {
-        assert!(x.len() >= m * self.k, "packed matmul: input shorter than {m} rows of {}", self.k);
-        assert!(bias.is_none_or(|b| b.len() >= self.n), "packed matmul: bias shorter than {}", self.n);
+        debug_assert!(x.len() >= m * self.k && bias.is_none_or(|b| b.len() >= self.n));
         if m == 0 || self.n == 0 {
             return;
         }
@@ -470,9 +491,10 @@ mod tests {
             eprintln!("skipped: this CPU has neither AVX2 + FMA nor AVX-512 (gemm serves it)");
             return;
         }
-        // shapes around the tile and block edges: rows not a multiple of 6, outputs not
-        // of 64 or 16, inputs longer than one L1 block (128 / 512 steps) and not a multiple
-        for &(m, k, parts) in &[(1, 1, &[1][..]), (7, 5, &[3, 17][..]), (13, 130, &[64, 64][..]), (6, 600, &[100][..]), (32, 1030, &[16, 70, 2][..])] {
+        // shapes around the tile and block edges: rows not a multiple of 6 (and more than
+        // one row block), outputs not of 64 or 16, inputs longer than one panel block
+        // (256 / 1024 steps) and not a multiple
+        for &(m, k, parts) in &[(1, 1, &[1][..]), (7, 5, &[3, 17][..]), (13, 130, &[64, 64][..]), (6, 600, &[100][..]), (32, 1030, &[16, 70, 2][..]), (777, 33, &[70][..])] {
             let n: usize = parts.iter().sum();
             let x = values(m * k, 1);
             let w = values(n * k, 2);
@@ -488,7 +510,7 @@ mod tests {
                 assert_eq!((packed.in_dim(), packed.out_dim()), (k, n));
                 for bias in [None, Some(&b[..])] {
                     let want = reference(&x, &w, bias, m, k, n);
-                    let got = packed.matmul(&x, m, bias);
+                    let got = packed.matmul(&x, m, bias).unwrap();
                     let tol = 1e-4 * (k as f32).sqrt();
                     for (g, e) in got.iter().zip(&want) {
                         assert!((g - e).abs() <= tol * (1.0 + e.abs()), "{tiles:?} m={m} k={k} n={n}: {g} vs {e}");
@@ -512,6 +534,8 @@ mod tests {
         let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
         assert!(crate::test_util::max_abs_diff(&got, &want) < 1e-5);
         assert!(packed.forward(&crate::test_util::seeded_randn(&[2, 7], 6), None).is_err());
+        assert!(packed.matmul(&[0.0; 15], 2, None).is_err(), "two rows of 8 need 16 values");
+        assert!(packed.forward(&x, Some(&[0.0; 9])).is_err(), "a bias of 9 for 10 outputs");
         // rows read back from the panels are the matrix's rows
         let rows = packed.rows(&[9, 0, 3, 9]).unwrap();
         let table = w.to_vec2::<f32>().unwrap();

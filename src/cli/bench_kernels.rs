@@ -156,6 +156,28 @@ fn cases(device: &Device, dtype: DType) -> Result<Vec<Case>> {
                 baseline: Box::new(move || Ok(drop(x2.matmul(&wt)?))),
             });
         }
+        // SD 1.5's attention projection and feed-forward at 64x64 (batch 2) against the
+        // flat-gemm linear layer the image models use
+        for (name, m, k, n) in [
+            ("linear 8192x320x320 (SD 1.5 attn proj)", 8192, 320, 320),
+            ("linear 8192x320x2560 (SD 1.5 GEGLU in)", 8192, 320, 2560),
+            ("linear 8192x1280x320 (SD 1.5 FF out)", 8192, 1280, 320),
+        ] {
+            let x = randn(&[m, k])?;
+            let w = randn(&[n, k])?;
+            let b = randn(&[n])?;
+            let Some(packed) = stipple_kernels::packed_matmul::PackedMatrix::from_tensors(std::slice::from_ref(&w))? else {
+                continue;
+            };
+            let bias = b.to_vec1::<f32>()?;
+            let linear = stipple_kernels::linear::Linear::new(&w, Some(b))?;
+            let x2 = x.clone();
+            out.push(Case {
+                name,
+                fused: Box::new(move || Ok(drop(packed.forward(&x, Some(&bias))?))),
+                baseline: Box::new(move || Ok(drop(candle_core::Module::forward(&linear, &x2)?))),
+            });
+        }
     }
     Ok(out)
 }
