@@ -10,6 +10,8 @@
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu::SendPtr;
+
 /// `softmax(q kᵀ * scale + key_bias) v` with heads merged: `q` `[b, hq, nq, d]`,
 /// `k`, `v` `[b, hkv, nk, d]` (`hq` a multiple of `hkv`), `key_bias` `[b, nk]` added to
 /// every query's scores (0 to attend, a large negative to ignore). Returns
@@ -153,7 +155,7 @@ fn fused(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f
                         // Safety: `Tiles` is only chosen when the tiles can run (AVX-512 or AVX2 + FMA); each task
                         // writes its own head's columns of `out`.
                         unsafe {
-                            crate::attention_tiles::head(&head, out_ptr.0.add(bi * nq * width + h * d), width);
+                            crate::attention_tiles::head(&head, out_ptr.get().add(bi * nq * width + h * d), width);
                         }
                         return;
                     }
@@ -188,7 +190,7 @@ fn fused(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f
                         }
                         let dst = out_ptr;
                         unsafe {
-                            let dst = dst.0.add(bi * nq * width + q0 * width + h * d);
+                            let dst = dst.get().add(bi * nq * width + q0 * width + h * d);
                             gemm::gemm(
                                 rows, d, nk,
                                 dst, 1, width as isize, false,
@@ -215,12 +217,6 @@ fn fused(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>, scale: f
 
 /// Score floats per query block (512 KiB of f32).
 const SCORE_BLOCK_FLOATS: usize = 128 * 1024;
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// Safety: tasks write disjoint regions (see `attention`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// The same with candle ops (any device; the reference for the fused kernel).
 pub fn attention_unfused(

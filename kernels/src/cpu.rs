@@ -41,6 +41,21 @@ pub fn from_f32(data: Vec<f32>, shape: &candle_core::Shape, dtype: DType) -> Res
     }
 }
 
+/// A raw output pointer handed to parallel tasks that each write their own disjoint part
+/// of the buffer behind it (the writer's contract, stated where it is used).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// Safety: only moved between the tasks of one parallel region, which write disjoint regions.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper, not its field).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `n` zeros, written in parallel: a large buffer zeroed (and first touched) on the
 /// calling thread alone showed up as serial time while the other cores waited.
 pub fn par_zeroed(n: usize) -> Vec<f32> {

@@ -23,6 +23,8 @@
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu::SendPtr;
+
 /// One cache line of f32, so panels start on line boundaries.
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
@@ -87,19 +89,6 @@ impl std::fmt::Debug for PackedMatrix {
     }
 }
 
-/// A pointer shared by the threads that write disjoint columns through it.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// Safety: each thread writes only its own panels' columns (see `matmul_into`).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The pointer (a method, so closures capture the `Send` wrapper, not its field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 impl PackedMatrix {
     /// Whether packed matmul runs on this CPU (AVX-512, or AVX2 + FMA, as
@@ -238,7 +227,7 @@ impl PackedMatrix {
             if blocks <= 1 {
                 self.matmul_into(x, m, bias, out.as_mut_ptr());
             } else {
-                let dst = Shared(out.as_mut_ptr());
+                let dst = SendPtr(out.as_mut_ptr());
                 (0..blocks).into_par_iter().for_each(|b| {
                     let (r0, rows) = (b * ROW_BLOCK, ROW_BLOCK.min(m - b * ROW_BLOCK));
                     self.matmul_into(&x[r0 * self.k..], rows, bias, dst.get().add(r0 * self.n));
@@ -275,7 +264,7 @@ impl PackedMatrix {
         let panels = self.n.div_ceil(nr);
         let threads = rayon::current_num_threads().clamp(1, panels);
         let per = panels.div_ceil(threads);
-        let out = Shared(out);
+        let out = SendPtr(out);
         // panels in groups whose output block (all m rows) stays in L2 across the blocks of k
         let group = ((512 << 10) / 4 / (m * nr)).max(1);
         let job = |t: usize| {

@@ -11,6 +11,8 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::SendPtr;
+
 /// Tiles per pass: bounds the transformed input and product buffers (a 512x512 VAE level
 /// would otherwise need ~0.5 GB each) while keeping the gemms wide.
 const MAX_BLOCK_TILES: usize = 2048;
@@ -187,15 +189,3 @@ fn output_transform(m: &[f32], (_, c_out, h, w): (usize, usize, usize, usize), r
     });
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// Safety: the tasks above write disjoint regions.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
