@@ -243,8 +243,8 @@ struct Proj {
 enum ProjWeights {
     Dense(Tensor),
     /// f32 on an AVX2 / AVX-512 CPU: packed once into the register tiles' panels (shared
-    /// with the embedding when tied).
-    Packed(Arc<PackedMatrix>),
+    /// with the embedding when tied); the bias, read out once, starts the tiles' sums.
+    Packed(Arc<PackedMatrix>, Option<Vec<f32>>),
     Quantized(Vec<QMatMul>),
 }
 
@@ -263,8 +263,10 @@ impl Proj {
         let packable = src.dtype() == DType::F32 && matrices.iter().all(|m| matches!(m, Matrix::Dense(w) if w.device().is_cpu() && !w.track_op()));
         let dense_parts = || matrices.iter().filter_map(|m| if let Matrix::Dense(w) = m { Some(w.clone()) } else { None }).collect::<Vec<_>>();
         let packed = if packable { PackedMatrix::from_tensors(&dense_parts())? } else { None };
+        let mut bias = if bias { Some(Tensor::cat(&bs, 0)?) } else { None };
         let weights = if let Some(p) = packed {
-            ProjWeights::Packed(Arc::new(p))
+            let values = bias.take().map(|b| b.to_vec1::<f32>()).transpose()?;
+            ProjWeights::Packed(Arc::new(p), values)
         } else if matrices.iter().all(|m| matches!(m, Matrix::Dense(_))) {
             let mut dense = Vec::with_capacity(matrices.len());
             for m in matrices {
@@ -285,7 +287,6 @@ impl Proj {
                 .collect::<candle_core::Result<Vec<_>>>()?;
             ProjWeights::Quantized(parts)
         };
-        let bias = if bias { Some(Tensor::cat(&bs, 0)?) } else { None };
         Ok(Self { weights, bias, out: parts.iter().map(|p| p.1).sum() })
     }
 
@@ -302,12 +303,12 @@ impl Proj {
                     Some(p) => {
                         let p = Arc::new(p);
                         *embed = TokenEmbedding::Packed(p.clone());
-                        ProjWeights::Packed(p)
+                        ProjWeights::Packed(p, None)
                     }
                     None => ProjWeights::Dense(stipple_kernels::cpu::transpose(table)?),
                 }
             }
-            TokenEmbedding::Packed(p) => ProjWeights::Packed(p.clone()),
+            TokenEmbedding::Packed(p) => ProjWeights::Packed(p.clone(), None),
             TokenEmbedding::Quantized(q) => ProjWeights::Quantized(vec![QMatMul::from_arc(q.clone())?]),
         };
         Ok(Self { weights, bias: None, out: vocab })
@@ -317,9 +318,7 @@ impl Proj {
         let (b, n, k) = x.dims3()?;
         let x = x.reshape((b * n, k))?;
         let y = match &self.weights {
-            ProjWeights::Packed(p) => {
-                // the bias rides in the tiles' starting sums
-                let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+            ProjWeights::Packed(p, bias) => {
                 let y = p.forward(&x, bias.as_deref())?;
                 return Ok(y.reshape((b, n, self.out))?);
             }
