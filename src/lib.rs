@@ -17,3 +17,4 @@ pub use stipple_kernels as kernels;
 pub use stipple_text as text;
 
 pub mod defaults;
+pub mod parameters;

@@ -8,6 +8,7 @@
 
 use crate::error::{AudioError, Result};
 use serde::{Deserialize, Serialize};
+use stipple_core::params::{Param, Range, Rule, Table};
 
 /// Frequency-to-mel mapping (torchaudio's `mel_scale`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,37 +110,50 @@ impl SpectrogramParams {
         Ok(params)
     }
 
-    /// Checks that the values describe a computable spectrogram.
+    /// Checks that the values describe a computable spectrogram ([`PARAMS`]).
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(AudioError::Params(m));
-        if self.sample_rate == 0 {
-            return bad("sample rate must be positive".into());
-        }
-        if self.hop_length() == 0 || self.win_length() == 0 {
-            return bad(format!("hop ({} ms) and window ({} ms) must each be at least one sample", self.step_size_ms, self.window_duration_ms));
-        }
-        if self.win_length() > self.n_fft() {
-            return bad(format!("the window ({} samples) is longer than the FFT ({} samples)", self.win_length(), self.n_fft()));
-        }
-        if self.num_frequencies == 0 {
-            return bad("at least one mel bin is needed".into());
-        }
-        let nyquist = self.sample_rate as f64 / 2.0;
-        if !(0.0..nyquist).contains(&self.min_frequency) || !(self.min_frequency < self.max_frequency && self.max_frequency <= nyquist) {
-            return bad(format!(
-                "mel range {}-{} Hz must satisfy 0 <= min < max <= {nyquist} Hz",
-                self.min_frequency, self.max_frequency
-            ));
-        }
-        if !(self.power_for_image > 0.0) {
-            return bad(format!("power_for_image must be positive, got {}", self.power_for_image));
-        }
-        if !(0.0..1.0).contains(&self.griffin_lim_momentum) {
-            return bad(format!("Griffin-Lim momentum must be in [0, 1), got {}", self.griffin_lim_momentum));
-        }
-        Ok(())
+        PARAMS.validate(self).map_err(|e| AudioError::Params(e.to_string().trim_start_matches("invalid argument: ").to_string()))
     }
 }
+
+/// `SpectrogramParams`' ranges and rules (a `--params` file, a PNG's EXIF tags, a model's
+/// `spectrogram_params.json`).
+pub static PARAMS: Table<SpectrogramParams> = Table {
+    commands: "audio spectrogram / render, spectrogram_params.json (SpectrogramParams)",
+    params: &[
+        Param { name: "sample_rate", flag: "", range: Range::int(1000, 384_000), help: "samples per second", get: |p| Some(p.sample_rate as f64), set: |p, v| p.sample_rate = v as u32 },
+        Param { name: "step_size_ms", flag: "", range: Range::int(1, 1000), help: "hop between frames, ms", get: |p| Some(p.step_size_ms as f64), set: |p, v| p.step_size_ms = v as u32 },
+        Param { name: "window_duration_ms", flag: "", range: Range::int(1, 10_000), help: "Hann window, ms", get: |p| Some(p.window_duration_ms as f64), set: |p, v| (p.window_duration_ms, p.padded_duration_ms) = (v as u32, p.padded_duration_ms.max(v as u32)) },
+        Param { name: "padded_duration_ms", flag: "", range: Range::int(1, 10_000), help: "FFT length, ms", get: |p| Some(p.padded_duration_ms as f64), set: |p, v| (p.padded_duration_ms, p.window_duration_ms) = (v as u32, p.window_duration_ms.min(v as u32).max(1)) },
+        Param { name: "num_frequencies", flag: "", range: Range::int(1, 4096), help: "mel bins (the image height)", get: |p| Some(p.num_frequencies as f64), set: |p, v| p.num_frequencies = v as usize },
+        Param { name: "griffin_lim_iters", flag: "--iterations", range: Range::int(1, 10_000), help: "Griffin-Lim iterations when rendering", get: |p| Some(p.griffin_lim_iters as f64), set: |p, v| p.griffin_lim_iters = v as usize },
+        Param { name: "griffin_lim_momentum", flag: "", range: Range { min: 0.0, min_open: false, max: 1.0, max_open: true, integer: false }, help: "Griffin-Lim momentum", get: |p| Some(p.griffin_lim_momentum), set: |p, v| p.griffin_lim_momentum = v },
+        Param { name: "power_for_image", flag: "", range: Range::open_closed(0.0, 10.0), help: "power of normalised amplitudes in the image", get: |p| Some(p.power_for_image), set: |p, v| p.power_for_image = v },
+    ],
+    rules: &[
+        Rule {
+            params: "window_duration_ms, padded_duration_ms",
+            help: "the window fits in the FFT",
+            check: |p| {
+                if p.win_length() > p.n_fft() { Err(format!("the window ({} samples) is longer than the FFT ({} samples)", p.win_length(), p.n_fft())) } else { Ok(()) }
+            },
+            break_it: |p| p.padded_duration_ms = p.window_duration_ms / 2,
+        },
+        Rule {
+            params: "min_frequency, max_frequency, sample_rate",
+            help: "0 <= min_frequency < max_frequency <= sample_rate / 2",
+            check: |p| {
+                let nyquist = p.sample_rate as f64 / 2.0;
+                if !(p.min_frequency >= 0.0 && p.min_frequency < p.max_frequency && p.max_frequency <= nyquist) {
+                    Err(format!("mel range {}-{} Hz must satisfy 0 <= min < max <= {nyquist} Hz", p.min_frequency, p.max_frequency))
+                } else {
+                    Ok(())
+                }
+            },
+            break_it: |p| p.max_frequency = p.sample_rate as f64,
+        },
+    ],
+};
 
 fn ms_to_samples(ms: u32, rate: u32) -> usize {
     // int(ms / 1000.0 * rate), as Riffusion computes it

@@ -19,6 +19,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use std::path::Path;
 use std::time::Instant;
 use stipple_core::noise::{PortableRng, SlerpNoise};
+use stipple_core::params::{Param, Range, Rule, Table};
 use stipple_core::progress::{CancelToken, Progress, StepEvent};
 use stipple_image::{ImageRequest, PromptBlend, StableDiffusion};
 
@@ -77,6 +78,35 @@ impl Default for MusicRequest {
     }
 }
 
+/// The longest clip a request may ask for, in seconds (also the longest init audio).
+pub const MAX_SECONDS: f64 = 600.0;
+
+/// `MusicRequest`'s parameters and rules, enforced by [`MusicRequest::validate`] for the
+/// CLI, batch files, the studio, the server and the API alike.
+pub static PARAMS: Table<MusicRequest> = Table {
+    commands: "audio (MusicRequest)",
+    params: &[
+        Param { name: "seconds", flag: "--seconds", range: Range::open_closed(0.0, MAX_SECONDS), help: "clip length", get: |r| r.seconds, set: |r, v| r.seconds = Some(v) },
+        Param { name: "steps", flag: "--steps", range: Range::int(1, 1000), help: "denoising steps per window", get: |r| r.steps.map(|s| s as f64), set: |r, v| r.steps = Some(v as usize) },
+        Param { name: "guidance", flag: "--guidance", range: Range::closed(0.0, 100.0), help: "classifier-free guidance scale", get: |r| r.guidance, set: |r, v| r.guidance = Some(v) },
+        Param { name: "strength", flag: "--strength", range: Range::open_closed(0.0, 1.0), help: "how much of the init audio (and of the seed window when interpolating) to repaint", get: |r| Some(r.strength), set: |r, v| r.strength = v },
+    ],
+    rules: &[Rule {
+        params: "init_audio",
+        help: "the init audio holds at least one sample",
+        check: |r| if r.init_audio.as_ref().is_some_and(Vec::is_empty) { Err("the init audio is empty".into()) } else { Ok(()) },
+        break_it: |r| r.init_audio = Some(Vec::new()),
+    }],
+};
+
+impl MusicRequest {
+    /// Checks every parameter against [`PARAMS`] (ranges and interactions); the init
+    /// audio's length is checked against the model's sample rate when generation starts.
+    pub fn validate(&self) -> Result<()> {
+        PARAMS.validate(self).map_err(|e| AudioError::Invalid(e.to_string()))
+    }
+}
+
 /// What a generation produced.
 pub struct MusicOutput {
     /// Mono samples, peak-normalised.
@@ -129,16 +159,15 @@ impl Riffusion {
         let p = self.codec.params().clone();
         let width = self.window_columns();
         let height = p.num_frequencies;
-        if !(0.0..=1.0).contains(&req.strength) || req.strength == 0.0 {
-            return Err(AudioError::Invalid(format!("strength must be in (0, 1], got {}", req.strength)));
-        }
+        req.validate()?;
         let init_columns = match &req.init_audio {
-            Some(a) if a.is_empty() => return Err(AudioError::Invalid("the init audio is empty".into())),
+            Some(a) if a.len() as f64 > MAX_SECONDS * p.sample_rate as f64 => {
+                return Err(AudioError::Invalid(format!("the init audio lasts {:.0} s; at most {MAX_SECONDS} s can be transformed", a.len() as f64 / p.sample_rate as f64)));
+            }
             Some(a) => Some(p.columns_for_samples(a.len())),
             None => None,
         };
         let columns = match (req.seconds, init_columns) {
-            (Some(s), _) if !(s > 0.0) || !s.is_finite() => return Err(AudioError::Invalid(format!("seconds must be positive, got {s}"))),
             // frames for the samples, as an STFT of that many samples would have
             (Some(s), _) => p.columns_for_samples((s * p.sample_rate as f64).ceil() as usize),
             (None, Some(c)) => c,

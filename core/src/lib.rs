@@ -9,7 +9,8 @@
 //!   position choice, token sampling).
 //! * Shared plumbing: [`guidance`] (classifier-free guidance), [`noise`] (portable seeded
 //!   noise), [`progress`] (progress events and cancellation), [`output`] (writing users'
-//!   files without half-written or clobbered results), [`hub`] (models by hub id), [`training`]
+//!   files without half-written or clobbered results), [`params`] (every request parameter's
+//!   range and interactions, one table per request type), [`hub`] (models by hub id), [`training`]
 //!   (AdamW with resumable state, warm-up + cosine schedule, clipping, EMA).
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod guidance;
 pub mod hub;
 pub mod noise;
 pub mod output;
+pub mod params;
 pub mod prediction;
 pub mod progress;
 pub mod samplers;

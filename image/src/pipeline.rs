@@ -306,21 +306,10 @@ impl StableDiffusion {
         cancel: &CancelToken,
     ) -> Result<ImageOutput> {
         let started = Instant::now();
-        if req.batch == 0 {
-            return Err(invalid("the batch size must be at least 1"));
-        }
-        if req.mask.is_some() && req.init_image.is_none() {
-            return Err(invalid("inpainting needs an init image as well as a mask"));
-        }
+        req.validate()?;
         let (width, height) = self.output_size(req)?;
         let steps = req.steps.unwrap_or_else(|| self.default_steps());
         let guidance_scale = req.guidance.unwrap_or_else(|| self.default_guidance());
-        if !guidance_scale.is_finite() || guidance_scale < 0.0 {
-            return Err(invalid(format!("guidance must be a finite number >= 0, got {guidance_scale}")));
-        }
-        if !(0.0..=1.0).contains(&req.guidance_rescale) {
-            return Err(invalid(format!("guidance rescale must be in [0, 1], got {}", req.guidance_rescale)));
-        }
         let spec = match req.sampler {
             Some(s) => s,
             None => self.default_sampler()?,
@@ -374,9 +363,6 @@ impl StableDiffusion {
         let b = req.batch;
         let (mut cond, mut pooled) = self.encode_prompt(&req.prompt, b)?;
         if let Some(blend) = &req.prompt_blend {
-            if !blend.weight.is_finite() {
-                return Err(invalid(format!("prompt blend weight must be finite, got {}", blend.weight)));
-            }
             let (other, other_pooled) = self.encode_prompt(&blend.prompt, b)?;
             let lerp = |a: &Tensor, b: &Tensor| -> Result<Tensor> { Ok((a + ((b - a)? * blend.weight)?)?) };
             cond = lerp(&cond, &other)?;

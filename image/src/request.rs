@@ -2,6 +2,7 @@
 
 use candle_core::Tensor;
 use image::{DynamicImage, RgbImage};
+use stipple_core::params::{Param, Range, Rule, Table};
 use stipple_core::samplers::SamplerSpec;
 
 use crate::metadata::GenerationInfo;
@@ -87,4 +88,68 @@ pub struct ImageOutput {
     pub denoise_seconds: f64,
     /// Seconds for the whole call.
     pub total_seconds: f64,
+}
+
+/// The largest width or height, in pixels.
+pub const MAX_SIDE: u64 = 8192;
+
+/// The most images denoised together.
+pub const MAX_BATCH: u64 = 64;
+
+/// `ImageRequest`'s parameters and rules, enforced by [`ImageRequest::validate`] for the
+/// CLI, batch files, the studio, the server and the API alike. What depends on the model
+/// (its VAE factor, its default steps for the strength rule) is checked when generation
+/// starts.
+pub static PARAMS: Table<ImageRequest> = Table {
+    commands: "image (ImageRequest)",
+    params: &[
+        Param { name: "steps", flag: "--steps", range: Range::int(1, 1000), help: "denoising steps (at most the 1000 training timesteps)", get: |r| r.steps.map(|s| s as f64), set: |r, v| r.steps = Some(v as usize) },
+        Param { name: "guidance", flag: "--guidance", range: Range::closed(0.0, 100.0), help: "classifier-free guidance scale (runs above 1)", get: |r| r.guidance, set: |r, v| r.guidance = Some(v) },
+        Param { name: "guidance_rescale", flag: "--guidance-rescale", range: Range::closed(0.0, 1.0), help: "guidance rescale phi", get: |r| Some(r.guidance_rescale), set: |r, v| r.guidance_rescale = v },
+        Param { name: "width", flag: "--width", range: Range::int(8, MAX_SIDE), help: "width in pixels, a multiple of 8", get: |r| r.width.map(|w| w as f64), set: |r, v| r.width = Some(v as usize) },
+        Param { name: "height", flag: "--height", range: Range::int(8, MAX_SIDE), help: "height in pixels, a multiple of 8", get: |r| r.height.map(|h| h as f64), set: |r, v| r.height = Some(v as usize) },
+        Param { name: "batch", flag: "--batch", range: Range::int(1, MAX_BATCH), help: "images denoised together", get: |r| Some(r.batch as f64), set: |r, v| r.batch = v as usize },
+        Param { name: "strength", flag: "--strength", range: Range::closed(0.0, 1.0), help: "img2img / inpainting: how much to repaint (1: from pure noise)", get: |r| Some(r.strength), set: |r, v| r.strength = v },
+        Param { name: "blend_weight", flag: "", range: Range::closed(0.0, 1.0), help: "how far the conditioning moves towards the blended prompt", get: |r| r.prompt_blend.as_ref().map(|b| b.weight), set: |r, v| r.prompt_blend = Some(PromptBlend { prompt: String::new(), weight: v }) },
+    ],
+    rules: &[
+        Rule {
+            params: "width, height",
+            help: "multiples of 8 (the VAE's factor; a model with a larger factor asks for multiples of it)",
+            check: |r| {
+                for (name, v) in [("width", r.width), ("height", r.height)] {
+                    if let Some(v) = v.filter(|v| v % 8 != 0) {
+                        return Err(format!("{name} (--{name}) must be a multiple of 8, got {v}"));
+                    }
+                }
+                Ok(())
+            },
+            break_it: |r| r.width = Some(100),
+        },
+        Rule {
+            params: "mask, init_image",
+            help: "a mask (inpainting) needs an init image",
+            check: |r| if r.mask.is_some() && r.init_image.is_none() { Err("inpainting needs an init image (--init-image) as well as a mask".into()) } else { Ok(()) },
+            break_it: |r| r.mask = Some(DynamicImage::new_luma8(8, 8)),
+        },
+        Rule {
+            params: "strength, steps, init_image",
+            help: "with an init image, int(steps x strength) >= 1: at least one step runs",
+            check: |r| match (r.init_image.is_some(), r.steps) {
+                (true, Some(steps)) if (steps as f64 * r.strength) < 1.0 => {
+                    Err(format!("strength {} with {steps} steps runs no denoising step (int(steps x strength) must be at least 1)", r.strength))
+                }
+                _ => Ok(()),
+            },
+            break_it: |r| (r.init_image, r.steps, r.strength) = (Some(DynamicImage::new_rgb8(8, 8)), Some(4), 0.2),
+        },
+    ],
+};
+
+impl ImageRequest {
+    /// Checks every parameter against [`PARAMS`] (ranges and interactions).
+    pub fn validate(&self) -> crate::Result<()> {
+        PARAMS.validate(self)?;
+        Ok(())
+    }
 }

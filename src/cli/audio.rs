@@ -174,6 +174,7 @@ fn render(g: &Global, a: &RenderArgs) -> Result<()> {
     };
     if let Some(n) = a.iterations {
         params.griffin_lim_iters = n;
+        params.validate()?;
     }
     if !a.overwrite && a.output.exists() {
         bail!("{} already exists (pass --overwrite to replace it)", a.output.display());
@@ -213,15 +214,8 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
             }
         }
     }
-    let load_start = Instant::now();
-    let riff = Riffusion::load(&model, &g.device, g.dtype).with_context(|| format!("loading {}", model.display()))?;
-    let load_seconds = load_start.elapsed().as_secs_f64();
-    let params = riff.codec().params().clone();
-    let init_audio = match &a.init_audio {
-        Some(p) => Some(wav::read_mono(p, params.sample_rate)?.samples),
-        None => None,
-    };
-    let req = MusicRequest {
+    // the settings are checked before any work (the init audio once the model's rate is known)
+    let mut req = MusicRequest {
         prompt: prompt.clone(),
         negative_prompt: a.negative_prompt.clone(),
         seconds: a.seconds,
@@ -229,12 +223,20 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
         guidance: a.guidance,
         sampler,
         seed,
-        init_audio,
+        init_audio: None,
         strength: a.strength,
         to_prompt: a.to_prompt.clone(),
         to_seed: a.to_seed,
         looped: a.looped,
     };
+    req.validate()?;
+    let load_start = Instant::now();
+    let riff = Riffusion::load(&model, &g.device, g.dtype).with_context(|| format!("loading {}", model.display()))?;
+    let load_seconds = load_start.elapsed().as_secs_f64();
+    let params = riff.codec().params().clone();
+    if let Some(p) = &a.init_audio {
+        req.init_audio = Some(wav::read_mono(p, params.sample_rate)?.samples);
+    }
     let previewer = a.preview.as_deref().map(|p| (Previewer::for_pipeline(&riff.pipeline, None), p));
     let mut progress = ImageProgress { bar: BarProgress::new("music", false), preview: previewer, error: None };
     let started = Instant::now();

@@ -9,6 +9,7 @@ use candle_core::Tensor;
 use clap::Args;
 use serde_json::json;
 use stipple_core::noise::PortableRng;
+use stipple_core::params::Range;
 use stipple_core::progress::{CancelToken, Progress, StepEvent};
 use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec, SigmaSpacing};
 use stipple_image::metadata::write_png;
@@ -186,6 +187,9 @@ fn image_request(args: &ImageArgs, prompt: String, sampler: Option<SamplerSpec>)
     })
 }
 
+/// Runs per command (`--count`).
+const COUNT: Range = Range::int(1, 10_000);
+
 /// Run `stipple image`.
 pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     let prompt = args.prompt.clone().or_else(|| args.prompt_arg.clone()).context("give a prompt (stipple image \"a red fox\" or --prompt)")?;
@@ -193,13 +197,23 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => stipple::defaults::model("image")?,
     };
-    if args.count == 0 || args.batch == 0 {
-        bail!("--batch and --count must be at least 1");
+    if !COUNT.contains(args.count as f64) {
+        bail!("count (--count) must be {}, got {}", COUNT.describe(), args.count);
     }
     if args.latents.is_some() && args.count > 1 {
         bail!("--latents fixes the noise of one run; use --count 1");
     }
     let sampler = sampler_choice(args)?;
+    // Check the settings and outputs before any work, so mistakes cost nothing.
+    let req = image_request(args, prompt.clone(), sampler)?;
+    req.validate()?;
+    let first_seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);
+    let paths = output_paths(args.out.as_deref(), first_seed, args.batch * args.count, args.overwrite);
+    if !args.overwrite {
+        if let Some(p) = paths.iter().find(|p| p.exists()) {
+            bail!("{} already exists (pass --overwrite to replace it, or choose another --out)", p.display());
+        }
+    }
     let load_start = Instant::now();
     let mut pipe = StableDiffusion::load_with_config(&model_path, args.config.as_deref(), &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
     let taesd = match &args.taesd {
@@ -214,16 +228,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         taesd
     };
     let load_seconds = load_start.elapsed().as_secs_f64();
-    let req = image_request(args, prompt.clone(), sampler)?;
-    // Check sizes and settings before any work, so mistakes cost nothing.
     let (width, height) = pipe.output_size(&req)?;
-    let first_seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);
-    let paths = output_paths(args.out.as_deref(), first_seed, args.batch * args.count, args.overwrite);
-    if !args.overwrite {
-        if let Some(p) = paths.iter().find(|p| p.exists()) {
-            bail!("{} already exists (pass --overwrite to replace it, or choose another --out)", p.display());
-        }
-    }
     let started = Instant::now();
     let mut written = Vec::new();
     let mut seeds = Vec::new();

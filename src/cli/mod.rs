@@ -61,6 +61,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Print the timesteps and sigmas a sampler will use (inspect a scheduler_config.json).
     Schedule(schedule::ScheduleArgs),
+    /// Print every parameter's allowed range and the rules between them (Markdown).
+    Params,
 }
 
 /// Runs one parsed command line.
@@ -69,6 +71,10 @@ pub fn run(cli: &Cli) -> Result<()> {
     let global = Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json };
     match &cli.command {
         Command::Schedule(args) => schedule::run(cli, args),
+        Command::Params => {
+            print!("{}", stipple::parameters::markdown());
+            Ok(())
+        }
         Command::Text(args) => text::run(&global, args),
         Command::Infill(args) => infill::run(&global, args),
         Command::Image(args) => image::run(&global, args),

@@ -183,6 +183,22 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => stipple::defaults::model("text")?.display().to_string(),
     };
+    // the values given are checked before the model loads (the rules between them, once
+    // the model's defaults have filled the rest)
+    let mut given = GenerateConfig { guidance: args.cfg, ..GenerateConfig::default() };
+    args.decode.apply(&mut given);
+    given.steps = args.steps.unwrap_or(given.steps);
+    given.block_len = args.block_len.unwrap_or(given.block_len);
+    match args.gen_len {
+        // the rest defaults as `settle` does it
+        Some(n) => {
+            given.gen_len = n;
+            given.block_len = args.block_len.unwrap_or(n).min(n);
+            given.steps = args.steps.unwrap_or(n);
+            given.validate()?;
+        }
+        None => stipple_text::generate::params::PARAMS.check_ranges(&given)?,
+    }
     // a hub GGUF is looked up once, for the weights and the generation defaults alike
     let model_source = stipple_text::gguf::localize(&model_source)?;
     let model = TextModel::load_quantized(&model_source, &g.device, g.dtype, args.quantize).with_context(|| format!("loading {model_source}"))?;
@@ -192,9 +208,6 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
     let mut cfg = GenerateConfig { gen_len, steps: s.steps, block_len: s.block_len, guidance: args.cfg, early_stop: args.early_stop, seed: g.seed.unwrap_or(0), ..GenerateConfig::default() };
     args.decode.apply(&mut cfg);
     (cfg.temperature, cfg.top_p, cfg.top_k) = (s.temperature, s.top_p, s.top_k);
-    if gen_len == 0 {
-        bail!("--gen-len must be > 0");
-    }
     let mut progress = TextProgress {
         bar: BarProgress::new("text", g.json && !args.stream),
         stream: args.stream.then_some(&model),

@@ -20,6 +20,7 @@
 
 mod canvas;
 mod model_call;
+pub mod params;
 
 use std::time::Instant;
 
@@ -121,18 +122,21 @@ impl GenerateConfig {
         }
     }
 
-    fn validate(&self, supports_cache: bool) -> Result<()> {
-        if self.gen_len == 0 {
-            return Err(invalid("gen_len must be > 0"));
-        }
-        if self.steps == 0 {
-            return Err(invalid("steps must be > 0"));
-        }
-        if !self.guidance.is_finite() || self.guidance < 0.0 {
-            return Err(invalid("cfg must be >= 0"));
-        }
-        if self.cache != CacheMode::None && !supports_cache {
+    /// Checks every setting against [`params::PARAMS`] (ranges and interactions); what
+    /// depends on a model (context length, vocabulary, cache support) is checked when
+    /// decoding starts.
+    pub fn validate(&self) -> Result<()> {
+        params::PARAMS.validate(self)?;
+        Ok(())
+    }
+
+    fn validate_for(&self, traits: &crate::models::ModelTraits) -> Result<()> {
+        self.validate()?;
+        if self.cache != CacheMode::None && !traits.supports_cache {
             return Err(invalid("this model has no KV cache support; use cache none"));
+        }
+        if let Some(k) = self.top_k.filter(|&k| k > traits.vocab) {
+            return Err(invalid(format!("top_k (--top-k) {k} is larger than the model's vocabulary ({})", traits.vocab)));
         }
         Ok(())
     }
@@ -225,7 +229,7 @@ pub fn decode(
     cancel: CancelToken,
 ) -> Result<Generation> {
     let traits = model.traits().clone();
-    cfg.validate(traits.supports_cache)?;
+    cfg.validate_for(&traits)?;
     let mut sampler = cfg.sampler_spec(traits.family).build()?;
     let started = Instant::now();
     let mut canvas = Canvas::new(&traits, canvases, cfg.gen_len)?;
