@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 mod cli;
 
+/// mimalloc, counted: the peak of a run can be compared with its memory estimate
+/// (`STIPPLE_MEMORY_REPORT=1` prints it on exit).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: stipple_core::memory::Counting<mimalloc::MiMalloc> = stipple_core::memory::Counting::new(mimalloc::MiMalloc);
 
 /// Keep freed memory mapped: candle allocates a fresh buffer for every op, and returning
 /// pages to the OS makes the kernel zero them again on the next step (measured ~20% of a
@@ -31,10 +33,27 @@ unsafe extern "C" {
     fn mi_reserve_os_memory(size: usize, commit: bool, allow_large: bool) -> std::ffi::c_int;
 }
 
+/// Resident bytes per byte of short-lived tensors at the peak with this allocator set-up
+/// (freed pages kept for reuse): measured on the embedded models' runs, see
+/// `docs/robustness.md`.
+const ALLOCATOR_FACTOR: f64 = 2.0;
+
 fn main() -> ExitCode {
     tune_allocator();
+    stipple_core::memory::set_allocator_factor(ALLOCATOR_FACTOR);
     let cli = <cli::Cli as clap::Parser>::parse();
-    match cli::run(&cli) {
+    let result = cli::run(&cli);
+    if std::env::var_os("STIPPLE_MEMORY_REPORT").is_some() {
+        use stipple_core::memory;
+        let peak = memory::peak_resident().unwrap_or(0);
+        let predicted = memory::predicted_peak();
+        eprintln!(
+            "memory: predicted peak {predicted} bytes, measured peak resident {peak} bytes ({:+.1}%), peak allocated {} bytes",
+            (predicted as f64 / peak.max(1) as f64 - 1.0) * 100.0,
+            GLOBAL.peak()
+        );
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if cli.json {

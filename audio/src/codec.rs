@@ -56,8 +56,26 @@ impl SpectrogramCodec {
         &self.stft
     }
 
+    /// Memory rendering `frames` columns to audio holds at its peak: Griffin-Lim keeps the
+    /// target magnitudes, the phases and the previous rebuilt spectrum (for momentum) while
+    /// an inverse STFT holds the spectrum and its windowed frames (complex values: two f32
+    /// each), plus the signal being summed. Reused at the same sizes every iteration, so the
+    /// allocator factor does not apply.
+    pub fn render_estimate(&self, frames: usize) -> stipple_core::memory::Estimate {
+        let samples = frames.saturating_mul(self.stft.hop());
+        stipple_core::memory::Estimate::new(format!("rendering {frames} spectrogram columns"))
+            .kept_floats("Griffin-Lim spectra", &[9, frames, self.stft.bins()])
+            .kept_floats("audio", &[4, samples])
+            .kept_floats("mel spectrogram", &[2, frames, self.mel.n_mels()])
+    }
+
     /// Linear STFT magnitudes `[frames][bins]` of mono samples in [-1, 1].
     pub fn magnitudes(&self, samples: &[f32]) -> Result<(Vec<f32>, usize)> {
+        let frames = self.stft.frames_for(samples.len());
+        let need = stipple_core::memory::Estimate::new(format!("the spectrogram of {} samples", samples.len()))
+            .kept_floats("scaled and padded audio", &[3, samples.len()])
+            .kept_floats("spectrum and magnitudes", &[3, frames, self.stft.bins()]);
+        stipple_core::memory::check(&need)?;
         let scaled: Vec<f32> = samples.iter().map(|s| s * INT16_SCALE).collect();
         let spec = self.stft.forward(&scaled)?;
         let frames = spec.frames();

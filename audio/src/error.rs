@@ -40,3 +40,12 @@ pub type Result<T> = std::result::Result<T, AudioError>;
 pub(crate) fn file_err(path: &std::path::Path, message: impl std::fmt::Display) -> AudioError {
     AudioError::File { path: path.to_path_buf(), message: message.to_string() }
 }
+
+impl From<stipple_core::Error> for AudioError {
+    fn from(e: stipple_core::Error) -> Self {
+        match e {
+            stipple_core::Error::Cancelled => AudioError::Cancelled,
+            other => AudioError::Image(stipple_image::Error::Core(other)),
+        }
+    }
+}

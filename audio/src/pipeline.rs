@@ -179,6 +179,30 @@ impl Riffusion {
         let overlap = width / 4;
         let stride = width - overlap;
         let windows = if total <= width { 1 } else { 1 + (total - width).div_ceil(stride) };
+        // windows after the first (and init audio, and interpolation) are repainted at
+        // `strength`: at least one step must run, checked before the first window is painted
+        let steps = req.steps.unwrap_or_else(|| self.pipeline.default_steps());
+        let repaints = windows > 1 || req.init_audio.is_some() || req.to_prompt.is_some() || req.to_seed.is_some();
+        if repaints && (steps as f64 * req.strength) < 1.0 {
+            return Err(AudioError::Invalid(format!(
+                "strength {} with {steps} steps runs no denoising step in the windows that are repainted (int(steps x strength) must be at least 1)",
+                req.strength
+            )));
+        }
+        // the clip's canvas, its rendering and one window's painting, refused up front
+        // when they cannot fit (rather than after minutes of painting)
+        if self.pipeline.device().is_cpu() {
+            let render = self.codec.render_estimate(total);
+            let img2img = (windows > 1 || req.init_audio.is_some()).then(|| DynamicImage::new_rgb8(1, 1));
+            let window = self.pipeline.estimate(&ImageRequest { width: Some(width), height: Some(height), guidance: req.guidance, init_image: img2img, ..ImageRequest::default() })?;
+            // painting and rendering come one after the other: the larger is the peak
+            let factor = stipple_core::memory::allocator_factor();
+            let phase = if render.resident(factor) >= window.resident(factor) { render } else { window };
+            let mut need = stipple_core::memory::Estimate::new(format!("{:.1} s of music", self.codec.params().seconds_for_columns(total)));
+            need.parts = phase.parts;
+            need = need.kept("spectrogram canvas", (total * height * 3) as u64);
+            stipple_core::memory::check(&need)?;
+        }
         let init_image = match &req.init_audio {
             Some(a) => Some(self.codec.image_from_audio(a)?.0),
             None => None,

@@ -55,6 +55,11 @@ impl Stft {
         self.n_fft / 2 + 1
     }
 
+    /// Samples between frames.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
     /// Frames for a signal of `len` samples.
     pub fn frames_for(&self, len: usize) -> usize {
         1 + len / self.hop

@@ -29,6 +29,13 @@ pub fn read_mono(path: &Path, rate: u32) -> Result<Mono> {
     let mut reader = hound::WavReader::open(path).map_err(|e| file_err(path, format!("not a readable WAV file: {e}")))?;
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
+    // the header says how long the file is: refused before reading when it cannot fit
+    let declared = reader.len() as usize;
+    let ratio = rate as f64 / spec.sample_rate.max(1) as f64;
+    let mono = declared / channels;
+    let need = stipple_core::memory::Estimate::new(format!("reading {}", path.display()))
+        .kept_floats("samples", &[declared + mono + (mono as f64 * ratio) as usize]);
+    stipple_core::memory::check(&need)?;
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader.samples::<f32>().collect::<std::result::Result<_, _>>(),
         hound::SampleFormat::Int => {

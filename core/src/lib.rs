@@ -10,7 +10,8 @@
 //! * Shared plumbing: [`guidance`] (classifier-free guidance), [`noise`] (portable seeded
 //!   noise), [`progress`] (progress events and cancellation), [`output`] (writing users'
 //!   files without half-written or clobbered results), [`params`] (every request parameter's
-//!   range and interactions, one table per request type), [`hub`] (models by hub id), [`training`]
+//!   range and interactions, one table per request type), [`memory`] (what a run will need,
+//!   checked before it starts), [`hub`] (models by hub id), [`training`]
 //!   (AdamW with resumable state, warm-up + cosine schedule, clipping, EMA).
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod discrete;
 pub mod error;
 pub mod guidance;
 pub mod hub;
+pub mod memory;
 pub mod noise;
 pub mod output;
 pub mod params;

@@ -102,13 +102,56 @@ fn parse_header(path: &Path, json: &[u8], data_start: u64, file_len: u64, file: 
     Ok(out)
 }
 
+/// File-name extensions of PyTorch's pickle checkpoints.
+const PICKLE_EXTENSIONS: [&str; 6] = ["bin", "ckpt", "pt", "pth", "pkl", "pickle"];
+
+/// Whether the first bytes of a file are a pickle's (protocol 2 to 5, what `torch.save`'s
+/// legacy format writes) or a zip archive's (`torch.save` since PyTorch 1.6, a pickle inside),
+/// and not a safetensors header (whose JSON starts at byte 8).
+fn looks_pickled(head: &[u8]) -> bool {
+    let pickle = head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]);
+    let zip = head.starts_with(b"PK\x03\x04");
+    (pickle || zip) && head.get(8) != Some(&b'{')
+}
+
+/// The refusal of the pickle checkpoint `path`, with how to convert it.
+pub fn pickle_error(path: &Path) -> Error {
+    Error::Weights(format!(
+        "{} is a PyTorch pickle checkpoint: stipple never unpickles files, because loading one can run any code it carries. \
+         Convert it to safetensors with the tools you trust, e.g. `python -c \"import torch, safetensors.torch as s; \
+         s.save_file(torch.load('IN', weights_only=True, map_location='cpu'), 'OUT.safetensors')\"` (a `state_dict` inside \
+         is the tensors), diffusers' `from_single_file(...).save_pretrained(DIR)` or transformers' \
+         `save_pretrained(DIR, safe_serialization=True)`; most hub repositories also ship .safetensors files",
+        path.display()
+    ))
+}
+
+/// Refuses a PyTorch pickle checkpoint (`.bin`, `.ckpt`, `.pt`, `.pth`, `.pkl`, or a file
+/// that starts like one) with a message that says how to convert it; nothing is unpickled.
+pub fn refuse_pickle(path: &Path) -> Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if ext.is_some_and(|e| PICKLE_EXTENSIONS.contains(&e.as_str())) {
+        return Err(pickle_error(path));
+    }
+    let mut head = [0u8; 9];
+    if let Ok(mut f) = File::open(path) {
+        let n = f.read(&mut head).unwrap_or(0);
+        if looks_pickled(&head[..n]) {
+            return Err(pickle_error(path));
+        }
+    }
+    Ok(())
+}
+
 impl SafetensorsFiles {
-    /// Opens the files and reads their headers (no tensor data yet).
+    /// Opens the files and reads their headers (no tensor data yet). A pickle checkpoint
+    /// is refused ([`refuse_pickle`]).
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Self> {
         let mut files = Vec::with_capacity(paths.len());
         let mut entries = HashMap::new();
         for (i, p) in paths.iter().enumerate() {
             let path = p.as_ref();
+            refuse_pickle(path)?;
             let mut f = File::open(path).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
             let file_len = f.metadata().map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?.len();
             let mut n = [0u8; 8];
@@ -127,6 +170,31 @@ impl SafetensorsFiles {
             files.push((path.to_path_buf(), Mutex::new(f)));
         }
         Ok(Self { files, entries })
+    }
+
+    /// Bytes the tensors take once loaded with floats converted to `dtype` (integers keep
+    /// their type): what loading adds to the process, checked before it starts.
+    pub fn bytes_as(&self, dtype: DType) -> u64 {
+        self.bytes_as_where(dtype, |_| true)
+    }
+
+    /// [`SafetensorsFiles::bytes_as`] of the tensors whose names pass `keep` (a checkpoint
+    /// may carry tensors that are never loaded, such as EMA copies).
+    pub fn bytes_as_where(&self, dtype: DType, keep: impl Fn(&str) -> bool) -> u64 {
+        self.entries
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(_, e)| {
+                let elems = (e.len / e.dtype.size_in_bytes().max(1)) as u64;
+                elems * if e.dtype.is_float() { dtype.size_in_bytes() } else { e.dtype.size_in_bytes() } as u64
+            })
+            .sum()
+    }
+
+    /// Refuses to load when the tensors (as `dtype`) would not fit in memory
+    /// ([`crate::memory::check`]); `what` names them in the error.
+    pub fn check_fits(&self, what: &str, dtype: DType) -> Result<()> {
+        crate::memory::check(&crate::memory::Estimate::new(format!("loading {what}")).kept("weights", self.bytes_as(dtype)))
     }
 
     /// Whether a tensor `name` is stored.

@@ -135,11 +135,10 @@ impl PipelineFolder {
                 }
             }
         }
-        if dir.read_dir().map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "bin")))).unwrap_or(false) {
-            return Err(model_err(format!(
-                "{}: only PyTorch .bin weights; stipple reads safetensors (convert with diffusers' save_pretrained(safe_serialization=True))",
-                dir.display()
-            )));
+        let pickled = dir.read_dir().ok().and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "bin"))));
+        if let Some(bin) = pickled {
+            // only PyTorch pickles there: refused with how to convert them
+            return Err(stipple_core::weights::pickle_error(&bin).into());
         }
         Err(model_err(format!("{}: no .safetensors weights", dir.display())))
     }

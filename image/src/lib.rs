@@ -13,6 +13,7 @@
 pub mod error;
 pub mod files;
 pub mod image_io;
+pub mod memory;
 pub mod metadata;
 pub mod models;
 pub mod pipeline;

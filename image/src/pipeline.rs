@@ -66,8 +66,14 @@ pub struct StableDiffusion {
 }
 
 fn load_vb(paths: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
-    // each tensor read straight into its own buffer (no mapped copy held alongside)
-    Ok(stipple_core::weights::var_builder(paths, dtype, device)?)
+    // each tensor read straight into its own buffer (no mapped copy held alongside), once
+    // the memory for them is known to be there
+    let files = stipple_core::weights::SafetensorsFiles::open(paths)?;
+    if device.is_cpu() {
+        let what = paths.first().map(|p| p.display().to_string()).unwrap_or_default();
+        files.check_fits(&what, dtype)?;
+    }
+    Ok(files.into_var_builder(dtype, device))
 }
 
 /// A folder removed when dropped.
@@ -112,6 +118,7 @@ impl StableDiffusion {
         // written to a temporary pipeline folder that is removed once loading is done
         let mut derived_dir = None;
         let (folder, ckpt) = if model.is_file() {
+            stipple_core::weights::refuse_pickle(model)?;
             let ckpt = LdmCheckpoint::open(model)?;
             let config = match config {
                 Some(config) => config.to_path_buf(),
@@ -140,6 +147,9 @@ impl StableDiffusion {
                     if xl_config { "an SDXL" } else { "an SD 1.x/2.x" }
                 )));
             }
+        }
+        if let (Some(c), true) = (&ckpt, device.is_cpu()) {
+            c.check_fits(model, dtype)?;
         }
         let weights = |component: &str, from_ckpt: &dyn Fn(&LdmCheckpoint) -> candle_core::Result<VarBuilder<'static>>| -> Result<VarBuilder<'static>> {
             match &ckpt {
@@ -317,6 +327,10 @@ impl StableDiffusion {
         let mut scheduler = spec.build(&self.scheduler_config, steps, None)?;
         let guidance = Guidance { scale: guidance_scale, rescale: req.guidance_rescale };
         let guided = guidance.is_active() && !self.is_lcm();
+        // refused before anything large is allocated when it cannot fit
+        if self.device.is_cpu() {
+            stipple_core::memory::check(&self.estimate(req)?)?;
+        }
         let lc = self.latent_channels();
         let inpainting = self.unet.config.in_channels == 2 * lc + 1;
         if inpainting && req.mask.is_none() {
@@ -485,6 +499,16 @@ impl StableDiffusion {
         Ok((pixels, images))
     }
 
+    /// The memory `req` will need at its peak (see [`crate::memory`]), known before anything
+    /// is allocated; [`StableDiffusion::generate`] refuses requests that do not fit.
+    pub fn estimate(&self, req: &ImageRequest) -> Result<stipple_core::memory::Estimate> {
+        let (width, height) = self.output_size(req)?;
+        let scale = req.guidance.unwrap_or_else(|| self.default_guidance());
+        let guided = Guidance { scale, rescale: req.guidance_rescale }.is_active() && !self.is_lcm();
+        let unet_batch = req.batch * if guided { 2 } else { 1 };
+        Ok(crate::memory::generation(&self.unet.config, &self.vae.config, self.vae_factor(), req.batch, unet_batch, (width, height), req.init_image.is_some()))
+    }
+
     /// The output size: the request's, else the init image's (rounded down to a multiple of
     /// 8), else the model's native size; both must be positive multiples of 8.
     pub fn output_size(&self, req: &ImageRequest) -> Result<(usize, usize)> {
@@ -507,7 +531,7 @@ impl StableDiffusion {
     /// diffusers runs `int(steps * strength)` steps of img2img: none is an error here.
     fn check_start(&self, steps: usize, strength: f64, start: usize, scheduler: &dyn Scheduler) -> Result<()> {
         if (steps as f64 * strength) as usize == 0 || start >= scheduler.timesteps().len() {
-            return Err(invalid("the strength is too low for this number of steps: no denoising step would run"));
+            return Err(invalid(format!("strength {strength} with {steps} steps runs no denoising step (int(steps x strength) must be at least 1)")));
         }
         Ok(())
     }

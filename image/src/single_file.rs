@@ -161,6 +161,15 @@ impl LdmCheckpoint {
         Ok(Self { st: Arc::new(st), family })
     }
 
+    /// Refuses to load when the networks' tensors (as `dtype`; EMA copies and other extras
+    /// are not loaded) would not fit in memory.
+    pub fn check_fits(&self, path: &Path, dtype: DType) -> crate::Result<()> {
+        const LOADED: [&str; 4] = ["model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner."];
+        let bytes = self.st.bytes_as_where(dtype, |n| LOADED.iter().any(|p| n.starts_with(p)));
+        let need = stipple_core::memory::Estimate::new(format!("loading {}", path.display())).kept("weights", bytes);
+        Ok(stipple_core::memory::check(&need)?)
+    }
+
     /// The configs this checkpoint runs with when no diffusers folder is given, derived
     /// from its tensor shapes (see [`crate::single_file_config`]).
     pub fn derive_pipeline(&self) -> crate::Result<crate::single_file_config::DerivedPipeline> {

@@ -18,7 +18,7 @@ pub struct BatchArgs {
 }
 
 /// `stipple batch`: each line parsed as a command line and run in this process, in order.
-/// The batch's global options (`--seed`, `--device`, `--dtype`, `--json`) apply to every job
+/// The batch's global options (`--seed`, `--device`, `--dtype`, `--json`, `--max-memory`) apply to every job
 /// unless its line gives its own. With `--json`, stdout is JSON Lines: each job's object,
 /// then a summary.
 pub fn run(cli: &Cli, args: &BatchArgs) -> Result<()> {
@@ -40,6 +40,9 @@ pub fn run(cli: &Cli, args: &BatchArgs) -> Result<()> {
         }
         if let (Some(seed), false) = (cli.seed, given("--seed")) {
             argv.extend(["--seed".into(), seed.to_string()]);
+        }
+        if let (Some(stipple_core::memory::MemoryLimit::Bytes(b)), false) = (cli.max_memory, given("--max-memory")) {
+            argv.extend(["--max-memory".into(), b.to_string()]);
         }
         if cli.json && !given("--json") {
             argv.push("--json".into());

@@ -36,6 +36,10 @@ pub struct Cli {
     /// Print one JSON object on stdout (progress goes to stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Most memory the process may use, e.g. 8G or 512M (default: what the machine has
+    /// available). Runs predicted to need more are refused before they start.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_memory: Option<stipple_core::memory::MemoryLimit>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -69,6 +73,7 @@ pub enum Command {
 pub fn run(cli: &Cli) -> Result<()> {
     // Validate the global options early so mistakes are reported before any work.
     let global = Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json };
+    stipple_core::memory::set_limit(cli.max_memory.unwrap_or_default());
     match &cli.command {
         Command::Schedule(args) => schedule::run(cli, args),
         Command::Params => {

@@ -79,6 +79,7 @@ impl ModelFiles {
             return Self::from_dir(path);
         }
         if path.exists() {
+            stipple_core::weights::refuse_pickle(path)?;
             return Err(Error::Model(format!(
                 "{source} is a file; pass the model folder (with config.json, *.safetensors, tokenizer.json or vocab.json + merges.txt)"
             )));
@@ -118,6 +119,9 @@ impl ModelFiles {
                 )));
             }
             shards
+        } else if !dir.join(SINGLE).is_file() && dir.join("pytorch_model.bin").is_file() {
+            // the pickle alone: refused with how to convert it
+            return Err(stipple_core::weights::pickle_error(&dir.join("pytorch_model.bin")).into());
         } else {
             vec![need(SINGLE)?]
         };

@@ -18,6 +18,7 @@ pub mod generate;
 pub mod generation_defaults;
 pub mod gguf;
 pub mod infill;
+pub mod memory;
 pub mod models;
 pub mod pipeline;
 pub mod quantize;

@@ -22,7 +22,7 @@ pub enum PerBlock<T> {
 }
 
 impl<T: Clone> PerBlock<T> {
-    fn expand(&self, n: usize, name: &str) -> Result<Vec<T>> {
+    pub(crate) fn expand(&self, n: usize, name: &str) -> Result<Vec<T>> {
         match self {
             PerBlock::One(v) => Ok(vec![v.clone(); n]),
             PerBlock::Each(v) if v.len() == n => Ok(v.clone()),

@@ -235,6 +235,11 @@ pub fn decode(
     let mut canvas = Canvas::new(&traits, canvases, cfg.gen_len)?;
     let guidance = (cfg.guidance > 0.0).then(|| Guidance::from_llada_cfg(cfg.guidance));
     let passes = if guidance.is_some() { 2 } else { 1 };
+    if model.device().is_cpu() {
+        let length = canvas.rows.first().map_or(0, Vec::len);
+        let window = cfg.block_len.min(canvas.region.len()).max(1);
+        stipple_core::memory::check(&crate::memory::decode(&traits, canvas.rows.len(), length, window, passes, cfg.cache))?;
+    }
     let (key_mask, positions) = canvas.padding_inputs(passes, model.device())?;
     let call = ModelCall { model, shift: traits.shift_logits, guidance, key_mask, positions, mode: cfg.cache, mask: traits.mask_id };
     let gen_len = canvas.region.len();

@@ -57,6 +57,11 @@ pub(super) fn load(
             shift_logits: false,
             supports_cache: false,
             max_len: Some(max_len),
+            widths: {
+                let n = |k: &str| config.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
+                let hidden = n("hidden_size");
+                super::Widths { hidden, mlp: n("intermediate_size"), layers: n("num_hidden_layers"), kv: hidden }
+            },
         },
     ))
 }

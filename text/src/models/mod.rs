@@ -70,6 +70,28 @@ pub struct ModelTraits {
     pub supports_cache: bool,
     /// Longest canvas the model was trained for, when known.
     pub max_len: Option<usize>,
+    /// The widths its activations take (for memory estimates).
+    pub widths: Widths,
+}
+
+/// The widths a model's activations take, per position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Widths {
+    /// Hidden width.
+    pub hidden: usize,
+    /// MLP inner width.
+    pub mlp: usize,
+    /// Blocks.
+    pub layers: usize,
+    /// Key (and value) width, all heads.
+    pub kv: usize,
+}
+
+impl Widths {
+    /// A transformer's.
+    pub fn of(cfg: &TransformerConfig) -> Self {
+        Self { hidden: cfg.hidden, mlp: cfg.mlp_hidden, layers: cfg.layers, kv: cfg.kv_heads * cfg.hidden / cfg.heads.max(1) }
+    }
 }
 
 enum Net {
@@ -109,8 +131,19 @@ impl DiffusionLm {
             return Err(Error::InvalidArgument("--quantize is for LLaDA and Dream models; BERT-family models run plain".into()));
         }
         let dtype = if quantize.is_some() { DType::F32 } else { dtype };
-        // each tensor read straight into its own buffer (no mapped copy held alongside)
-        let vb = stipple_core::weights::var_builder(&files.weights, dtype, device)?;
+        // each tensor read straight into its own buffer (no mapped copy held alongside),
+        // once the memory for them is known to be there
+        let weights = stipple_core::weights::SafetensorsFiles::open(&files.weights)?;
+        if device.is_cpu() {
+            let bytes = match quantize {
+                // matrices shrink to the quantized type's bytes per value
+                Some(ty) => (weights.bytes_as(DType::F32) as f64 / 4.0 * ty.type_size() as f64 / ty.block_size() as f64) as u64,
+                None => weights.bytes_as(dtype),
+            };
+            let what = files.weights.first().map(|p| p.display().to_string()).unwrap_or_default();
+            stipple_core::memory::check(&stipple_core::memory::Estimate::new(format!("loading {what}")).kept("weights", bytes))?;
+        }
+        let vb = weights.into_var_builder(dtype, device);
         let build = |cfg: TransformerConfig, names: &transformer::WeightNames, vb: candle_nn::VarBuilder| -> Result<Transformer> {
             match quantize {
                 Some(ty) => Transformer::from_source(&cfg, names, &crate::quantize::Quantizing::new(&vb, ty)),
@@ -130,6 +163,7 @@ impl DiffusionLm {
                     shift_logits: false,
                     supports_cache: true,
                     max_len: cfg.max_sequence_length,
+                    widths: Widths::of(net.config()),
                 };
                 (Net::Transformer(net), traits)
             }
@@ -146,6 +180,7 @@ impl DiffusionLm {
                     shift_logits: true,
                     supports_cache: true,
                     max_len: cfg.max_position_embeddings,
+                    widths: Widths::of(net.config()),
                 };
                 (Net::Transformer(net), traits)
             }
@@ -166,6 +201,11 @@ impl DiffusionLm {
         let family = file.family()?;
         let dtype = if crate::gguf::has_quantized_matrices(file) || quantize.is_some() { DType::F32 } else { dtype };
         let cfg = file.transformer_config()?;
+        if device.is_cpu() {
+            // quantized blocks load as they are stored: the file's size is the weights'
+            let bytes = std::fs::metadata(file.path()).map(|m| m.len()).unwrap_or(0);
+            stipple_core::memory::check(&stipple_core::memory::Estimate::new(format!("loading {}", file.path().display())).kept("weights", bytes))?;
+        }
         let weights = file.weights(dtype, device)?;
         let net = match quantize {
             Some(ty) => Transformer::from_source(&cfg, &crate::gguf::NAMES, &crate::quantize::Quantizing::new(&weights, ty))?,
@@ -198,6 +238,7 @@ impl DiffusionLm {
             shift_logits,
             supports_cache: true,
             max_len: file.meta_usize(&format!("{arch}.context_length")),
+            widths: Widths::of(&cfg),
         };
         Ok(Self { net: Net::Transformer(net), traits, device: device.clone(), dtype })
     }
