@@ -98,3 +98,57 @@ fn batch_runs_lines_in_order_and_reports_failures() {
     assert!(err.contains("cannot run inside a batch"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// With --keep-going a malformed line is reported as failed and the good lines still run;
+/// without it, the batch stops before any work.
+#[test]
+fn batch_keep_going_runs_the_good_lines_around_bad_ones() {
+    let dir = std::env::temp_dir().join(format!("stipple-batch-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jobs = dir.join("jobs.txt");
+    std::fs::write(&jobs, "schedule --steps 2\ntext 'unterminated\nschedule --no-such-flag\nschedule --steps 3\n").unwrap();
+    let out = stipple(&["--json", "batch", jobs.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("jobs.txt:2") && err.contains("quotes") && err.contains("--keep-going"), "{err}");
+    // only the batch's own error object: no job ran
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(stdout.lines().count(), 1, "a job ran before the bad line was reported: {stdout}");
+    assert!(stdout.contains("\"error\""), "{stdout}");
+    let out = stipple(&["--json", "batch", "--keep-going", jobs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["steps"], 2);
+    assert_eq!((lines[1]["line"].as_u64(), lines[2]["line"].as_u64()), (Some(2), Some(3)));
+    assert!(lines[2]["error"].as_str().unwrap().contains("--no-such-flag"), "{lines:?}");
+    assert_eq!(lines[3]["steps"], 3);
+    assert_eq!(lines[4]["failed_lines"], serde_json::json!([2, 3]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Batch jobs write inside --out-dir and cannot leave it.
+#[test]
+fn batch_outputs_cannot_escape_their_folder() {
+    let dir = std::env::temp_dir().join(format!("stipple-batch-escape-{}", std::process::id()));
+    let outside = std::env::temp_dir().join(format!("stipple-batch-escape-{}-outside.png", std::process::id()));
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let jobs = dir.join("jobs.txt");
+    let lines = [
+        "image 'a heart' --steps 1 --out ok.png".to_string(),
+        format!("image 'a heart' --steps 1 --out ../stipple-batch-escape-{}-outside.png", std::process::id()),
+        format!("image 'a heart' --steps 1 --out {}", outside.display()),
+        "audio 'a beat' --steps 1 --out ../../x.wav".to_string(),
+        "image 'a heart' --steps 1 --out-dir /tmp --out y.png".to_string(),
+    ];
+    std::fs::write(&jobs, lines.join("\n")).unwrap();
+    let out = stipple(&["batch", "--keep-going", "--out-dir", dir.join("out").to_str().unwrap(), jobs.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(dir.join("out/ok.png").is_file(), "{err}");
+    assert!(err.contains("lines [2, 3, 4, 5]"), "{err}");
+    assert_eq!(err.matches("outputs must stay inside").count(), 3, "{err}");
+    assert!(err.contains("--out-dir is the batch's own option"), "{err}");
+    assert!(!outside.exists());
+    assert_eq!(std::fs::read_dir(dir.join("out")).unwrap().count(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -14,6 +14,14 @@ pub enum OutputError {
     /// The target's folder does not exist.
     #[error("{0}: no such folder")]
     NoFolder(PathBuf),
+    /// The target would leave the folder outputs are confined to.
+    #[error("{path}: outputs must stay inside {root} (no absolute paths, `..` or links out of it)")]
+    Escapes {
+        /// The path asked for.
+        path: PathBuf,
+        /// The folder outputs are confined to.
+        root: PathBuf,
+    },
     /// A file-system error.
     #[error("{path}: {source}")]
     Io {
@@ -52,6 +60,38 @@ pub fn write_file<E: From<OutputError>>(path: &Path, overwrite: bool, write: imp
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// `path` inside `root`, refused when it would leave it: an absolute path, a `..`
+/// component, or a folder on the way that is a link to elsewhere. Batch jobs and server
+/// requests name their outputs through this, so a job file or a request cannot write
+/// outside the folder it was given.
+pub fn confine(root: &Path, path: &Path) -> Result<PathBuf, OutputError> {
+    use std::path::Component;
+    let escapes = || OutputError::Escapes { path: path.to_path_buf(), root: root.to_path_buf() };
+    if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(escapes());
+    }
+    let joined = root.join(path);
+    // links: the deepest existing folder on the way must resolve inside the root
+    let real_root = root.canonicalize().map_err(|_| OutputError::NoFolder(root.to_path_buf()))?;
+    let mut existing = joined.parent();
+    while let Some(dir) = existing {
+        if let Ok(real) = dir.canonicalize() {
+            if !real.starts_with(&real_root) {
+                return Err(escapes());
+            }
+            break;
+        }
+        existing = dir.parent();
+    }
+    // the file itself must not be a link out either
+    if let Ok(real) = joined.canonicalize()
+        && !real.starts_with(&real_root)
+    {
+        return Err(escapes());
+    }
+    Ok(joined)
 }
 
 /// Moves the finished temporary file into place: a rename when replacing is allowed, a
@@ -100,6 +140,25 @@ mod tests {
         assert_eq!(leftovers, 0);
         assert!(matches!(write_file::<OutputError>(&dir.join("nope/x.bin"), false, |_| Ok(())), Err(OutputError::NoFolder(_))));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn confined_paths_cannot_leave_their_folder() {
+        let root = std::env::temp_dir().join(format!("stipple-confine-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        assert_eq!(confine(&root, Path::new("a.png")).unwrap(), root.join("a.png"));
+        assert_eq!(confine(&root, Path::new("sub/./b.wav")).unwrap(), root.join("sub/./b.wav"));
+        for bad in ["../x.png", "sub/../../x.png", "/etc/passwd", "", ".."] {
+            assert!(matches!(confine(&root, Path::new(bad)), Err(OutputError::Escapes { .. })), "{bad:?} accepted");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(std::env::temp_dir(), root.join("out")).unwrap();
+            assert!(matches!(confine(&root, Path::new("out/x.png")), Err(OutputError::Escapes { .. })));
+            std::os::unix::fs::symlink("/etc/hostname", root.join("name.png")).unwrap();
+            assert!(matches!(confine(&root, Path::new("name.png")), Err(OutputError::Escapes { .. })));
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// A writer that makes an owner-only file (as the safetensors writer does) still leaves

@@ -144,28 +144,30 @@ pub fn run(g: &Global, args: &AudioArgs) -> Result<()> {
 }
 
 fn spectrogram(g: &Global, a: &SpectrogramArgs) -> Result<()> {
+    let output = g.output(&a.output)?;
     let params = match &a.params {
         Some(p) => SpectrogramParams::from_file(p)?,
         None => SpectrogramParams::riffusion(),
     };
-    if !a.overwrite && a.output.exists() {
-        bail!("{} already exists (pass --overwrite to replace it)", a.output.display());
+    if !a.overwrite && output.exists() {
+        bail!("{} already exists (pass --overwrite to replace it)", output.display());
     }
     let started = Instant::now();
     let codec = SpectrogramCodec::new(params.clone())?;
     let audio = wav::read_mono(&a.input, params.sample_rate)?;
     let (img, max) = codec.image_from_audio(&audio.samples)?;
-    spectrogram_image::write_png(&a.output, &img, &params, max as f64, a.overwrite)?;
+    spectrogram_image::write_png(&output, &img, &params, max as f64, a.overwrite)?;
     let seconds = audio.samples.len() as f64 / params.sample_rate as f64;
     if g.json {
-        println!("{}", json!({ "path": a.output, "width": img.width(), "height": img.height(), "seconds": seconds, "max_value": max, "elapsed_ms": started.elapsed().as_secs_f64() * 1e3 }));
+        println!("{}", json!({ "path": output, "width": img.width(), "height": img.height(), "seconds": seconds, "max_value": max, "elapsed_ms": started.elapsed().as_secs_f64() * 1e3 }));
     } else {
-        eprintln!("wrote {} ({}x{}, {seconds:.2} s of audio)", a.output.display(), img.width(), img.height());
+        eprintln!("wrote {} ({}x{}, {seconds:.2} s of audio)", output.display(), img.width(), img.height());
     }
     Ok(())
 }
 
 fn render(g: &Global, a: &RenderArgs) -> Result<()> {
+    let output = g.output(&a.output)?;
     let png = spectrogram_image::read_png(&a.input)?;
     let mut params = match (&a.params, png.params) {
         (Some(p), _) => SpectrogramParams::from_file(p)?,
@@ -176,20 +178,20 @@ fn render(g: &Global, a: &RenderArgs) -> Result<()> {
         params.griffin_lim_iters = n;
         params.validate()?;
     }
-    if !a.overwrite && a.output.exists() {
-        bail!("{} already exists (pass --overwrite to replace it)", a.output.display());
+    if !a.overwrite && output.exists() {
+        bail!("{} already exists (pass --overwrite to replace it)", output.display());
     }
     let started = Instant::now();
     let codec = SpectrogramCodec::new(params.clone())?;
     let audio = codec.audio_from_image(&png.image, png.max_value.unwrap_or(DEFAULT_MAX_VALUE), PhaseInit::Random(g.seed.unwrap_or(0)))?;
     let format = if a.float { WavFormat::Float32 } else { WavFormat::Pcm16 };
-    wav::write_mono(&a.output, &audio, params.sample_rate, format, a.overwrite)?;
+    wav::write_mono(&output, &audio, params.sample_rate, format, a.overwrite)?;
     let seconds = audio.len() as f64 / params.sample_rate as f64;
     let elapsed = started.elapsed().as_secs_f64();
     if g.json {
-        println!("{}", json!({ "path": a.output, "seconds": seconds, "sample_rate": params.sample_rate, "elapsed_ms": elapsed * 1e3 }));
+        println!("{}", json!({ "path": output, "seconds": seconds, "sample_rate": params.sample_rate, "elapsed_ms": elapsed * 1e3 }));
     } else {
-        eprintln!("wrote {} ({seconds:.2} s at {} Hz) in {elapsed:.2} s", a.output.display(), params.sample_rate);
+        eprintln!("wrote {} ({seconds:.2} s at {} Hz) in {elapsed:.2} s", output.display(), params.sample_rate);
     }
     Ok(())
 }
@@ -205,7 +207,8 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
     };
     let sampler: Option<SamplerSpec> = a.scheduler.as_deref().map(str::parse).transpose()?;
     let seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("music-{seed}.wav")));
+    let out = g.output(&a.out.clone().unwrap_or_else(|| PathBuf::from(format!("music-{seed}.wav"))))?;
+    let preview = a.preview.as_deref().map(|p| g.output(p)).transpose()?;
     let png_out = out.with_extension("png");
     if !a.overwrite {
         for p in [&out, &png_out] {
@@ -237,7 +240,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
     if let Some(p) = &a.init_audio {
         req.init_audio = Some(wav::read_mono(p, params.sample_rate)?.samples);
     }
-    let previewer = a.preview.as_deref().map(|p| (Previewer::for_pipeline(&riff.pipeline, None), p));
+    let previewer = preview.as_deref().map(|p| (Previewer::for_pipeline(&riff.pipeline, None), p));
     let mut progress = ImageProgress { bar: BarProgress::new("music", false), preview: previewer, error: None };
     let started = Instant::now();
     let music = riff.generate(&req, &mut progress, &CancelToken::new())?;

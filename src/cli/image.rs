@@ -126,10 +126,11 @@ impl Progress<Tensor> for ImageProgress<'_> {
 
 /// Output paths for `n` images: the given name (numbered when n > 1), or image-SEED.png
 /// numbered past existing files.
-fn output_paths(out: Option<&Path>, seed: u64, n: usize, overwrite: bool) -> Vec<PathBuf> {
-    match out {
-        Some(p) if n == 1 => vec![p.to_path_buf()],
+fn output_paths(g: &Global, out: Option<&Path>, seed: u64, n: usize, overwrite: bool) -> Result<Vec<PathBuf>> {
+    Ok(match out {
+        Some(p) if n == 1 => vec![g.output(p)?],
         Some(p) => {
+            let p = g.output(p)?;
             let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
             let ext = p.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "png".into());
             (1..=n).map(|i| p.with_file_name(format!("{stem}-{i}.{ext}"))).collect()
@@ -140,14 +141,14 @@ fn output_paths(out: Option<&Path>, seed: u64, n: usize, overwrite: bool) -> Vec
             while paths.len() < n {
                 let name = if k == 0 { format!("image-{seed}.png") } else { format!("image-{seed}-{k}.png") };
                 k += 1;
-                let p = PathBuf::from(name);
+                let p = g.output(Path::new(&name))?;
                 if overwrite || !p.exists() {
                     paths.push(p);
                 }
             }
             paths
         }
-    }
+    })
 }
 
 /// `--scheduler` with `--sigmas` applied.
@@ -208,7 +209,8 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     let req = image_request(args, prompt.clone(), sampler)?;
     req.validate()?;
     let first_seed = g.seed.unwrap_or_else(stipple_core::noise::random_seed);
-    let paths = output_paths(args.out.as_deref(), first_seed, args.batch * args.count, args.overwrite);
+    let paths = output_paths(g, args.out.as_deref(), first_seed, args.batch * args.count, args.overwrite)?;
+    let preview = args.preview.as_deref().map(|p| g.output(p)).transpose()?;
     if !args.overwrite {
         if let Some(p) = paths.iter().find(|p| p.exists()) {
             bail!("{} already exists (pass --overwrite to replace it, or choose another --out)", p.display());
@@ -236,7 +238,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     let mut last = None;
     for run in 0..args.count {
         let seed = first_seed.wrapping_add(run as u64);
-        let previewer = args.preview.as_deref().map(|p| (Previewer::for_pipeline(&pipe, preview_taesd.as_ref()), p));
+        let previewer = preview.as_deref().map(|p| (Previewer::for_pipeline(&pipe, preview_taesd.as_ref()), p));
         let label = if args.count > 1 { format!("image {}/{}", run + 1, args.count) } else { "image".into() };
         let mut progress = ImageProgress { bar: BarProgress::new(&label, false), preview: previewer, error: None };
         let mut rng = PortableRng::new(seed);

@@ -40,6 +40,11 @@ pub struct Cli {
     /// available). Runs predicted to need more are refused before they start.
     #[arg(long, global = true, value_name = "SIZE")]
     pub max_memory: Option<stipple_core::memory::MemoryLimit>,
+    /// Write outputs inside this folder only: output paths are taken relative to it, and
+    /// absolute paths, `..` and links out of it are refused (what `stipple batch` applies
+    /// to its jobs).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -72,7 +77,12 @@ pub enum Command {
 /// Runs one parsed command line.
 pub fn run(cli: &Cli) -> Result<()> {
     // Validate the global options early so mistakes are reported before any work.
-    let global = Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json };
+    let global = Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json, out_dir: cli.out_dir.clone() };
+    if let Some(dir) = &global.out_dir
+        && !dir.is_dir()
+    {
+        anyhow::bail!("--out-dir {}: no such folder", dir.display());
+    }
     stipple_core::memory::set_limit(cli.max_memory.unwrap_or_default());
     match &cli.command {
         Command::Schedule(args) => schedule::run(cli, args),
@@ -102,4 +112,17 @@ pub struct Global {
     pub seed: Option<u64>,
     /// One JSON object on stdout.
     pub json: bool,
+    /// The folder outputs are confined to (`--out-dir`).
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// Where an output named `path` goes: as given, or inside `--out-dir` (refused when it
+    /// would leave it).
+    pub fn output(&self, path: &std::path::Path) -> Result<std::path::PathBuf> {
+        match &self.out_dir {
+            None => Ok(path.to_path_buf()),
+            Some(root) => Ok(stipple_core::output::confine(root, path)?),
+        }
+    }
 }
