@@ -115,3 +115,29 @@ fn parse_line(cli: &Cli, line: &str) -> Result<Cli> {
     }
     Ok(job)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batch-file lines, as the fuzzer mutates them (`tools/fuzz.sh` runs it long).
+    const BATCH_LINES: stipple_fuzz::Target = stipple_fuzz::Target {
+        name: "batch_lines",
+        seeds: &["examples/jobs.txt"],
+        dictionary: &[b"'", b"\"", b"\\", b"#", b" --out ", b" --out-dir ", b" --seed ", b"batch ", b"studio", b"train ", b"image ", b"text ", b"--max-memory 1G", b"../", b"\0", b"\n"],
+        run: |data| {
+            let cli = Cli::try_parse_from(["stipple", "batch", "jobs.txt"]).map_err(|e| e.to_string())?;
+            for line in String::from_utf8_lossy(data).lines() {
+                parse_line(&cli, line).map_err(|e| format!("{e:#}"))?;
+            }
+            Ok(())
+        },
+    };
+
+    #[test]
+    fn fuzz_batch_lines() {
+        let r = stipple_fuzz::fuzz(&BATCH_LINES);
+        eprintln!("fuzz {}: {} inputs in {:.1} s, {} distinct errors, {} findings", r.target, r.execs, r.seconds, r.distinct_errors, r.findings.len());
+        assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    }
+}

@@ -64,8 +64,12 @@ impl TextTokenizer {
 
     /// Load from explicit paths.
     pub fn from_files(tokenizer_json: &Path, tokenizer_config: Option<&Path>) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(tokenizer_json)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", tokenizer_json.display())))?;
+        let bad = |e: &dyn std::fmt::Display| Error::Tokenizer(format!("{}: {e}", tokenizer_json.display()));
+        let bytes = std::fs::read(tokenizer_json).map_err(|e| bad(&e))?;
+        // The JSON's syntax is checked first: the tokenizers crate (0.23) panics on a syntax
+        // error inside a `decoder` object instead of returning it (found by fuzzing).
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| bad(&format!("not valid JSON: {e}")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| bad(&e))?;
         Self::with_config(inner, tokenizer_config)
     }
 
