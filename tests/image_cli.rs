@@ -167,7 +167,7 @@ fn bad_input_gets_a_clear_error() {
     let out = out.to_string_lossy();
     let cases: &[(&[&str], &str)] = &[
         (&["image", "a cat", "--model", &sd1, "--width", "30", "--out", &out], "multiple of 8"),
-        (&["image", "a cat", "--model", "/nonexistent/model", "--out", &out], "model_index.json"),
+        (&["image", "a cat", "--model", "/nonexistent/model", "--out", &out], "no such folder"),
         (&["image", "a cat", "--model", &sd1, "--init-image", "/nonexistent.png", "--out", &out], "nonexistent.png"),
         (&["image", "a cat", "--model", &sd1, "--init-image", &init, "--strength", "0.01", "--steps", "4", "--out", &out], "runs no denoising step"),
         (&["image", "a cat", "--model", &sd1, "--init-image", &init, "--strength", "1.5", "--out", &out], "strength"),

@@ -20,8 +20,9 @@ pub enum MelScale {
     Slaney,
 }
 
-/// Spectrogram and image parameters.
+/// Spectrogram and image parameters (a file may give only some: the rest are Riffusion's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SpectrogramParams {
     /// Samples per second.
     pub sample_rate: u32,

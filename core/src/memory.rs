@@ -227,10 +227,13 @@ pub fn check_against(limit: MemoryLimit, factor: f64, need: &Estimate) -> Result
     if total <= room {
         return Ok(());
     }
-    let overhead = if total > need.total() { format!(", {} with the memory the allocator keeps", human(total)) } else { String::new() };
+    let overhead = if total > need.total() { format!("; {} with what the allocator keeps", human(total)) } else { String::new() };
+    let parts: Vec<String> = need.parts.iter().filter(|p| p.bytes > 0).map(|p| format!("{} {}", p.name, human(p.bytes))).collect();
     Err(Error::InvalidArgument(format!(
-        "{} needs about {need}{overhead} more memory, but {said}: ask for less (a smaller size, batch or length){}",
+        "{} needs about {} more memory ({}{overhead}), but {said}: ask for less (a smaller size, batch or length){}",
         need.what,
+        human(need.total()),
+        parts.join(", "),
         if limit == MemoryLimit::Machine { ", or raise the limit with --max-memory if you know better" } else { ", or raise --max-memory" }
     )))
 }

@@ -158,7 +158,7 @@ impl SafetensorsFiles {
             f.read_exact(&mut n).map_err(|_| bad(path, "shorter than its 8-byte header length"))?;
             let n = u64::from_le_bytes(n);
             if n > MAX_HEADER || n > file_len.saturating_sub(8) {
-                return Err(bad(path, format!("header length {n} does not fit in a file of {file_len} bytes")));
+                return Err(bad(path, format!("header length {n} does not fit in a file of {file_len} bytes (truncated download?)")));
             }
             let mut json = vec![0u8; n as usize];
             f.read_exact(&mut json).map_err(|e| bad(path, format!("header: {e}")))?;

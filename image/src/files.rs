@@ -13,8 +13,11 @@ use crate::error::{Result, model_err, read_json};
 /// safetensors weights only).
 pub fn resolve_pipeline(source: &Path) -> Result<PathBuf> {
     let text = source.to_string_lossy();
-    if source.exists() || !stipple_core::hub::is_hub_id(&text) {
+    if source.exists() {
         return Ok(source.to_path_buf());
+    }
+    if !stipple_core::hub::is_hub_id(&text) {
+        return Err(model_err(format!("{text}: no such folder or file, and not a hub id of the form owner/name")));
     }
     stipple_core::hub::snapshot(&text, "model_index.json", &diffusers_files).map_err(|e| model_err(e.to_string()))
 }

@@ -52,12 +52,16 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generate text with a masked-diffusion language model (LLaDA, Dream, BERT-family).
+    #[command(allow_negative_numbers = true)]
     Text(text::TextArgs),
     /// Fill the holes of a text template under constraints.
+    #[command(allow_negative_numbers = true)]
     Infill(infill::InfillArgs),
     /// Generate images with a Stable Diffusion-family model.
+    #[command(allow_negative_numbers = true)]
     Image(image::ImageArgs),
     /// Generate music as spectrograms (Riffusion), or convert audio <-> spectrograms.
+    #[command(allow_negative_numbers = true)]
     Audio(audio::AudioArgs),
     /// Run a file of jobs: one stipple command line per line (`#` comments).
     Batch(batch::BatchArgs),

@@ -56,6 +56,18 @@ type PairSet = Vec<bool>;
 
 const MAX_STATES: usize = 4096;
 
+/// An error with its causes (the regex builder's own message is only "error building NFA";
+/// the syntax error that caused it is its source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg = format!("{msg}: {c}");
+        cause = c.source();
+    }
+    msg
+}
+
 impl HoleAutomaton {
     /// Build for `pattern` (the whole hole text must match it; `None`: any text),
     /// restricted to `allowed` ids when given, with `min..=max` tokens.
@@ -70,10 +82,10 @@ impl HoleAutomaton {
                     .determinize_size_limit(Some(64 << 20)),
             )
             .build(pattern)
-            .map_err(|e| Error::Infill(format!("regular expression /{pattern}/: {e}")))?;
+            .map_err(|e| Error::Infill(format!("regular expression /{pattern}/: {}", error_chain(&e))))?;
         let s0 = dfa
             .start_state(&start::Config::new().anchored(Anchored::Yes))
-            .map_err(|e| Error::Infill(format!("regular expression /{pattern}/: {e}")))?;
+            .map_err(|e| Error::Infill(format!("regular expression /{pattern}/: {}", error_chain(&e))))?;
         let allowed: Option<std::collections::HashSet<u32>> = allowed.map(|a| a.iter().copied().collect());
         let tokens: Vec<(u32, &[u8])> = vocab
             .ids()
