@@ -10,6 +10,8 @@ pub fn tables() -> Vec<Box<dyn Probe>> {
         Box::new(Probed { table: &stipple_image::request::PARAMS, base: stipple_image::ImageRequest::default }),
         Box::new(Probed { table: &stipple_audio::pipeline::PARAMS, base: stipple_audio::MusicRequest::default }),
         Box::new(Probed { table: &stipple_audio::params::PARAMS, base: || stipple_audio::SpectrogramParams { max_frequency: 400.0, ..stipple_audio::SpectrogramParams::riffusion() } }),
+        #[cfg(feature = "train")]
+        Box::new(Probed { table: &stipple_core::training::run::PARAMS, base: stipple_core::training::run::RunSettings::default }),
     ]
 }
 

@@ -12,6 +12,7 @@ use super::loss_curve::{self, LossPoint};
 use super::optim::{Params, WarmupCosine};
 use super::state::{Checkpoint, TrainState};
 use super::step_loop::{LoopOptions, TrainStep};
+use crate::params::{Param, Range};
 use crate::{Error, Result};
 
 /// The settings of every model run (the command line's run options), before a modality
@@ -40,7 +41,34 @@ pub struct RunSettings {
     pub seed: u64,
 }
 
+/// `RunSettings`' ranges (`stipple train`'s run options), checked when a run starts.
+pub static PARAMS: crate::params::Table<RunSettings> = crate::params::Table {
+    commands: "train text / image / vae (RunSettings)",
+    params: &[
+        Param { name: "steps", flag: "--steps", range: Range::int(1, 100_000_000), help: "optimiser steps", get: |s| Some(s.steps as f64), set: |s, v| s.steps = v as usize },
+        Param { name: "lr", flag: "--lr", range: Range::open_closed(0.0, 1.0), help: "peak learning rate", get: |s| s.lr, set: |s, v| s.lr = Some(v) },
+        Param { name: "warmup", flag: "--warmup", range: Range::int(0, 100_000_000), help: "warm-up steps", get: |s| Some(s.warmup as f64), set: |s, v| s.warmup = v as usize },
+        Param { name: "weight_decay", flag: "--weight-decay", range: Range::closed(0.0, 1.0), help: "AdamW's decoupled weight decay", get: |s| Some(s.weight_decay), set: |s, v| s.weight_decay = v },
+        Param { name: "clip", flag: "--clip", range: Range::open_closed(0.0, 1e6), help: "global gradient-norm clip", get: |s| Some(s.clip), set: |s, v| s.clip = v },
+        Param { name: "ema", flag: "--ema", range: Range { min: 0.0, min_open: false, max: 1.0, max_open: true, integer: false }, help: "EMA decay of the saved weights", get: |s| Some(s.ema), set: |s, v| s.ema = v },
+        Param { name: "checkpoint_every", flag: "--checkpoint-every", range: Range::int(1, 100_000_000), help: "steps between checkpoints", get: |s| Some(s.checkpoint_every as f64), set: |s, v| s.checkpoint_every = v as usize },
+        Param { name: "max_minutes", flag: "--max-minutes", range: Range::open_closed(0.0, 1e6), help: "wall-time limit", get: |s| s.max_minutes, set: |s, v| s.max_minutes = Some(v) },
+    ],
+    rules: &[],
+};
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self { resume: false, steps: 2000, lr: None, warmup: 100, weight_decay: 0.1, clip: 1.0, ema: 0.995, checkpoint_every: 100, max_minutes: None, seed: 0 }
+    }
+}
+
 impl RunSettings {
+    /// Checks every setting against [`PARAMS`].
+    pub fn validate(&self) -> Result<()> {
+        PARAMS.validate(self)
+    }
+
     /// The loop settings, with `default_lr` as the peak rate when none was given: warm-up,
     /// then a cosine decay to a tenth of the peak.
     pub fn loop_options(&self, default_lr: f64) -> LoopOptions {
@@ -157,6 +185,7 @@ impl TrainingRun {
     /// resumed run's own (runs saved before they were recorded: the given ones), else the
     /// given ones.
     pub fn new_state(&self, params: Params, settings: &RunSettings) -> Result<TrainState> {
+        settings.validate()?;
         let saved = self.record.as_ref().map(|r| &r.options["optimiser"]);
         let get = |key: &str, given: f64| saved.and_then(|o| o[key].as_f64()).unwrap_or(given);
         TrainState::new(params, get("weight_decay", settings.weight_decay), get("ema", settings.ema))
