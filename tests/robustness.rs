@@ -46,6 +46,14 @@ fn scratch() -> PathBuf {
     std::fs::copy(r.join("image/tests/fixtures/init.png"), t.join("existing.png")).unwrap();
     candle_core::Tensor::zeros((1, 4, 3, 3), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap().write_npy(t.join("bad.npy")).unwrap();
     head(&r.join("audio/tests/fixtures/beat.wav"), &t.join("truncated.wav"), 30);
+    // a .npy header claiming 10^18 values over 16 bytes of data
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000000), }";
+    let header = format!("{header}{}\n", " ".repeat(63 - (10 + header.len()) % 64));
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend((header.len() as u16).to_le_bytes());
+    npy.extend(header.as_bytes());
+    npy.extend([0u8; 16]);
+    std::fs::write(t.join("huge.npy"), npy).unwrap();
     std::fs::write(t.join("bad-params.json"), r#"{"sample_rate": 0}"#).unwrap();
     std::fs::write(t.join("empty-jobs.txt"), "# nothing to do\n").unwrap();
     std::fs::write(t.join("bad-jobs.txt"), "text 'oops\n").unwrap();

@@ -24,6 +24,7 @@ pub const ALL: &[Target] = &[
     PNG_METADATA,
     SPECTROGRAM_PNG,
     GGUF,
+    NPY,
 ];
 
 /// A folder of this thread's own under `target/fuzz-scratch`, emptied of nothing: targets
@@ -285,5 +286,17 @@ pub const GGUF: Target = Target {
         let path = scratch("gguf").join("m.gguf");
         write(&path, data)?;
         stipple_text::TextModel::load_gguf(&path, &Device::Cpu, DType::F32, None).map(|_| ()).map_err(err)
+    },
+};
+
+/// A `.npy` array (`stipple image --latents`).
+pub const NPY: Target = Target {
+    name: "npy",
+    seeds: &[],
+    dictionary: &[b"\x93NUMPY", b"'descr'", b"'<f4'", b"'<f8'", b"'|u1'", b"'shape'", b"(1000000000, 1000000000)", b"()", b"'fortran_order': True"],
+    run: |data| {
+        let path = scratch("npy").join("in.npy");
+        write(&path, data)?;
+        stipple_image::image_io::read_npy(&path).map(|_| ()).map_err(err)
     },
 };

@@ -44,4 +44,5 @@ fuzz_tests! {
     png_metadata => PNG_METADATA,
     spectrogram_png => SPECTROGRAM_PNG,
     gguf => GGUF,
+    npy => NPY,
 }

@@ -14,6 +14,42 @@ pub fn open(path: &Path) -> Result<DynamicImage> {
     image::open(path).map_err(|e| Error::Image(format!("{}: {e}", path.display())))
 }
 
+/// Reads a `.npy` array (`--latents`). The header's shape is checked against the file's
+/// size first: candle's reader allocates what the header says, so a small file claiming a
+/// huge shape would otherwise exhaust memory or overflow (found by fuzzing).
+pub fn read_npy(path: &Path) -> Result<Tensor> {
+    let bad = |what: String| Error::Image(format!("{}: not a usable .npy array: {what}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| Error::Image(format!("{}: {e}", path.display())))?;
+    let (header, data_len) = npy_header(&bytes).ok_or_else(|| bad("no .npy header".into()))?;
+    let field = |key: &str| header.split_once(key).map(|(_, rest)| rest);
+    let descr = field("'descr':").and_then(|r| r.split('\'').nth(1)).ok_or_else(|| bad("no descr".into()))?;
+    let elem: usize = descr.trim_start_matches(['<', '>', '|', '=']).get(1..).and_then(|n| n.parse().ok()).ok_or_else(|| bad(format!("element type {descr}")))?;
+    let shape = field("'shape':").and_then(|r| r.split_once('(')).and_then(|(_, r)| r.split_once(')')).map(|(dims, _)| dims).ok_or_else(|| bad("no shape".into()))?;
+    let mut count = 1usize;
+    for d in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let d: usize = d.parse().map_err(|_| bad(format!("shape ({shape})")))?;
+        count = count.checked_mul(d).ok_or_else(|| bad(format!("shape ({shape}) overflows")))?;
+    }
+    if count.checked_mul(elem) != Some(data_len) {
+        return Err(bad(format!("shape ({shape}) of {elem}-byte values needs {} bytes, the file holds {data_len}", count.saturating_mul(elem))));
+    }
+    Tensor::read_npy(path).map_err(|e| bad(e.to_string()))
+}
+
+/// The header text and the number of data bytes after it, for `.npy` format 1, 2 or 3.
+fn npy_header(bytes: &[u8]) -> Option<(String, usize)> {
+    let rest = bytes.strip_prefix(b"\x93NUMPY")?;
+    let (&major, rest) = rest.split_first()?;
+    let rest = rest.get(1..)?;
+    let (len, rest) = match major {
+        1 => (u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) as usize, rest.get(2..)?),
+        2 | 3 => (u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize, rest.get(4..)?),
+        _ => return None,
+    };
+    let header = String::from_utf8_lossy(rest.get(..len)?).into_owned();
+    Some((header, rest.len() - len))
+}
+
 fn resized(img: &DynamicImage, width: usize, height: usize) -> DynamicImage {
     if img.width() as usize == width && img.height() as usize == height {
         img.clone()

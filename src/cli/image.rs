@@ -167,7 +167,7 @@ fn image_request(args: &ImageArgs, prompt: String, sampler: Option<SamplerSpec>)
     let init_image = args.init_image.as_ref().map(open).transpose()?;
     let mask = args.mask.as_ref().map(open).transpose()?;
     let latents = match &args.latents {
-        Some(p) => Some(Tensor::read_npy(p).with_context(|| format!("reading {}", p.display()))?),
+        Some(p) => Some(image_io::read_npy(p)?),
         None => None,
     };
     Ok(ImageRequest {
