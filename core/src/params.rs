@@ -5,7 +5,7 @@
 //! (gen-len against block length and steps, a mask without an init image...). A request's
 //! `validate` walks its tables, so the CLI, batch files, the studio, the server and the
 //! Rust API all refuse the same values with the same message; `docs/parameters.md` is
-//! rendered from the same tables ([`markdown`]), and a test walks every table with a value
+//! rendered from the same tables ([`Table::markdown`]), and a test walks every table with a value
 //! just inside and just outside each range ([`Range::probes`]).
 
 use crate::error::{Error, Result};
