@@ -26,7 +26,9 @@ fn folder(name: &str) -> PathBuf {
 
 /// Runs stipple in `dir` with the memory report on, and reads the report.
 fn run(dir: &PathBuf, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_stipple")).args(args).current_dir(dir).env("STIPPLE_MEMORY_REPORT", "1").output().expect("run stipple");
+    // two worker threads, as where the estimates were measured: each thread's allocator
+    // heap keeps its own freed pages, so the resident peak grows with the thread count
+    let out = Command::new(env!("CARGO_BIN_EXE_stipple")).args(args).current_dir(dir).env("STIPPLE_MEMORY_REPORT", "1").env("RAYON_NUM_THREADS", "2").output().expect("run stipple");
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err.lines().find(|l| l.starts_with("memory: ")).unwrap_or_else(|| panic!("no memory report: {err}"));
     let number = |after: &str| -> u64 { line.split(after).nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}")) };
