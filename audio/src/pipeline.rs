@@ -190,8 +190,9 @@ impl Riffusion {
             )));
         }
         // the clip's canvas, its rendering and one window's painting, refused up front
-        // when they cannot fit (rather than after minutes of painting)
-        if self.pipeline.device().is_cpu() {
+        // when they cannot fit (rather than after minutes of painting); the reservation
+        // covers the windows' own checks
+        let _reserved = if self.pipeline.device().is_cpu() {
             let render = self.codec.render_estimate(total);
             let img2img = (windows > 1 || req.init_audio.is_some()).then(|| DynamicImage::new_rgb8(1, 1));
             let window = self.pipeline.estimate(&ImageRequest { width: Some(width), height: Some(height), guidance: req.guidance, init_image: img2img, ..ImageRequest::default() })?;
@@ -201,8 +202,10 @@ impl Riffusion {
             let mut need = stipple_core::memory::Estimate::new(format!("{:.1} s of music", self.codec.params().seconds_for_columns(total)));
             need.parts = phase.parts;
             need = need.kept("spectrogram canvas", (total * height * 3) as u64);
-            stipple_core::memory::check(&need)?;
-        }
+            Some(stipple_core::memory::check(&need)?)
+        } else {
+            None
+        };
         let init_image = match &req.init_audio {
             Some(a) => Some(self.codec.image_from_audio(a)?.0),
             None => None,

@@ -185,12 +185,35 @@ pub fn limit() -> MemoryLimit {
 }
 
 /// Checks `need` against the process-wide limit and allocator factor ([`check_against`]),
-/// and remembers it with the resident memory at the time ([`predicted_peak`]).
-pub fn check(need: &Estimate) -> Result<()> {
+/// and remembers it with the resident memory at the time ([`predicted_peak`]). The
+/// returned [`Reservation`] covers the checks a run makes inside itself while it is held
+/// (music checks the whole clip, then each window's painting checks again): a nested
+/// check whose predicted peak is within the reserved one passes.
+pub fn check(need: &Estimate) -> Result<Reservation> {
     let held = resident().unwrap_or(0);
     let predicted = held.saturating_add(need.resident(allocator_factor()));
     PREDICTED.fetch_max(predicted, Ordering::Relaxed);
-    check_against(limit(), allocator_factor(), need)
+    let reserved = RESERVED.with(|r| r.get());
+    if predicted > reserved {
+        check_against(limit(), allocator_factor(), need)?;
+    }
+    Ok(Reservation { previous: RESERVED.with(|r| r.replace(reserved.max(predicted))) })
+}
+
+thread_local! {
+    /// The predicted peak the runs in progress on this thread were checked for.
+    static RESERVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A checked run's predicted peak, covering the checks nested inside it until dropped.
+pub struct Reservation {
+    previous: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        RESERVED.with(|r| r.set(self.previous));
+    }
 }
 
 static PREDICTED: AtomicU64 = AtomicU64::new(0);

@@ -194,7 +194,7 @@ impl SafetensorsFiles {
     /// Refuses to load when the tensors (as `dtype`) would not fit in memory
     /// ([`crate::memory::check`]); `what` names them in the error.
     pub fn check_fits(&self, what: &str, dtype: DType) -> Result<()> {
-        crate::memory::check(&crate::memory::Estimate::new(format!("loading {what}")).kept("weights", self.bytes_as(dtype)))
+        crate::memory::check(&crate::memory::Estimate::new(format!("loading {what}")).kept("weights", self.bytes_as(dtype))).map(drop)
     }
 
     /// Whether a tensor `name` is stored.

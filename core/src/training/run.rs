@@ -52,7 +52,7 @@ pub static PARAMS: crate::params::Table<RunSettings> = crate::params::Table {
         Param { name: "clip", flag: "--clip", range: Range::open_closed(0.0, 1e6), help: "global gradient-norm clip", get: |s| Some(s.clip), set: |s, v| s.clip = v },
         Param { name: "ema", flag: "--ema", range: Range { min: 0.0, min_open: false, max: 1.0, max_open: true, integer: false }, help: "EMA decay of the saved weights", get: |s| Some(s.ema), set: |s, v| s.ema = v },
         Param { name: "checkpoint_every", flag: "--checkpoint-every", range: Range::int(1, 100_000_000), help: "steps between checkpoints", get: |s| Some(s.checkpoint_every as f64), set: |s, v| s.checkpoint_every = v as usize },
-        Param { name: "max_minutes", flag: "--max-minutes", range: Range::open_closed(0.0, 1e6), help: "wall-time limit", get: |s| s.max_minutes, set: |s, v| s.max_minutes = Some(v) },
+        Param { name: "max_minutes", flag: "--max-minutes", range: Range::closed(0.0, 1e6), help: "wall-time limit (0: stop after the first step's save)", get: |s| s.max_minutes, set: |s, v| s.max_minutes = Some(v) },
     ],
     rules: &[],
 };

@@ -227,7 +227,7 @@ pub fn infill(
                     _ => None,
                 };
                 if let Some(limit) = traits.max_len
-                    && canvas.len() + h.max > limit
+                    && canvas.len().saturating_add(h.max) > limit
                 {
                     return Err(Error::Infill(format!(
                         "the template needs more than the model's {limit} positions"

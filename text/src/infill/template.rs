@@ -111,6 +111,10 @@ impl Hole {
                 self.min, self.max
             )));
         }
+        let most = crate::generate::params::MAX_GEN_LEN as usize;
+        if self.max > most {
+            return Err(Error::Infill(format!("a hole holds at most {most} positions (got {})", self.max)));
+        }
         if let Constraint::OneOf(w) = &self.constraint
             && w.is_empty()
         {
