@@ -7,7 +7,8 @@
 //!   the exact semantics of its diffusers namesake.
 //! * Discrete masked diffusion (text): [`discrete`] (commit schedules, confidence,
 //!   position choice, token sampling).
-//! * Shared plumbing: [`guidance`] (classifier-free guidance), [`noise`] (portable seeded
+//! * Shared plumbing: [`bpe_files`] (a BPE tokenizer's files checked before they are
+//!   built), [`guidance`] (classifier-free guidance), [`noise`] (portable seeded
 //!   noise), [`progress`] (progress events and cancellation), [`output`] (writing users'
 //!   files without half-written or clobbered results), [`params`] (every request parameter's
 //!   range and interactions, one table per request type), [`memory`] (what a run will need,
@@ -15,6 +16,7 @@
 //!   (AdamW with resumable state, warm-up + cosine schedule, clipping, EMA).
 #![warn(missing_docs)]
 
+pub mod bpe_files;
 pub mod config;
 pub mod discrete;
 pub mod error;

@@ -14,7 +14,8 @@
 //!
 //! Budget: `STIPPLE_FUZZ_SECONDS` per target when set (what `tools/fuzz.sh` uses for long
 //! runs), else `STIPPLE_FUZZ_EXECS` executions (default [`DEFAULT_EXECS`], the short run
-//! of `cargo test`). The same seed gives the same inputs.
+//! of `cargo test`). The same seed gives the same inputs. `STIPPLE_FUZZ_REPLAY=TARGET:FILE`
+//! runs one saved input, panicking as the target does.
 
 pub mod targets;
 
@@ -136,9 +137,19 @@ fn error_shape(msg: &str) -> String {
     out
 }
 
-/// Fuzzes `target` for the budget; see the module documentation.
+/// Fuzzes `target` for the budget; see the module documentation. With
+/// `STIPPLE_FUZZ_REPLAY=TARGET:FILE` the target named runs that one input, its panic
+/// printed with a backtrace (to debug a finding).
 pub fn fuzz(target: &Target) -> Report {
     let started = Instant::now();
+    if let Some((name, file)) = std::env::var("STIPPLE_FUZZ_REPLAY").ok().as_deref().and_then(|r| r.split_once(':')) {
+        if name == target.name {
+            let input = std::fs::read(file).expect("the replayed input");
+            let outcome = (target.run)(&input);
+            eprintln!("replayed {file}: {outcome:?}");
+        }
+        return Report { target: target.name, execs: 1, seconds: started.elapsed().as_secs_f64(), distinct_errors: 0, findings: Vec::new() };
+    }
     let budget = budget();
     let mut corpus = corpus(target);
     if corpus.is_empty() {

@@ -84,6 +84,7 @@ impl ClipTokenizer {
 
     fn new(vocab: &Path, merges: &Path, pad: &str, max_len: usize) -> Result<Self> {
         let path_str = |p: &Path| p.to_str().map(str::to_string).ok_or_else(|| Error::Tokenizer(format!("{}: not UTF-8", p.display())));
+        stipple_core::bpe_files::check(vocab, merges).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let bpe = BPE::from_file(&path_str(vocab)?, &path_str(merges)?)
             .continuing_subword_prefix(String::new())
             .end_of_word_suffix("</w>".into())

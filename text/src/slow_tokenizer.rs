@@ -46,6 +46,7 @@ pub fn from_bpe_files(vocab: &Path, merges: &Path, added_tokens: Option<&Path>, 
         )));
     }
     let path_str = |p: &Path| p.to_str().map(str::to_string).ok_or_else(|| Error::Tokenizer(format!("{}: not UTF-8", p.display())));
+    stipple_core::bpe_files::check(vocab, merges).map_err(|e| Error::Tokenizer(e.to_string()))?;
     let bpe = BPE::from_file(&path_str(vocab)?, &path_str(merges)?)
         .build()
         .map_err(|e| Error::Tokenizer(format!("{} / {}: {e}", vocab.display(), merges.display())))?;
