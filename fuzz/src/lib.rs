@@ -34,7 +34,13 @@ pub const DEFAULT_EXECS: u64 = 2000;
 pub const SLOW_INPUT: Duration = Duration::from_secs(5);
 
 /// Longest input the mutations produce.
-const MAX_LEN: usize = 1 << 20;
+const MAX_LEN: usize = 256 << 10;
+
+/// Longest input kept as a new seed, and the most seeds and error shapes kept: a long run
+/// must not grow without bound (a 10-minute run once met tens of millions of messages).
+const MAX_SEED_LEN: usize = 64 << 10;
+const MAX_CORPUS: usize = 4096;
+const MAX_SHAPES: usize = 1_000_000;
 
 /// One fuzzed entry point.
 pub struct Target {
@@ -58,7 +64,8 @@ pub struct Report {
     pub execs: u64,
     /// Wall time.
     pub seconds: f64,
-    /// Distinct error messages seen (a rough measure of the states reached).
+    /// Distinct error messages seen (a rough measure of the states reached; counting stops
+    /// at a million).
     pub distinct_errors: usize,
     /// Inputs that panicked or hung: (saved file, what happened).
     pub findings: Vec<(PathBuf, String)>,
@@ -123,18 +130,19 @@ pub fn run_one(target: &Target, input: &[u8]) -> Result<Result<(), String>, Stri
     })
 }
 
-/// The error's shape, numbers and quoted parts left out, to tell new messages from old.
-fn error_shape(msg: &str) -> String {
-    let mut out = String::new();
+/// A hash of the error's shape: its words, with numbers, punctuation and quoted parts
+/// (paths, the offending text, a /regex/) left out, to tell new messages from old.
+fn error_shape(msg: &str) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut in_quote = false;
-    for c in msg.chars().take(120) {
+    for c in msg.chars().take(160) {
         match c {
-            '"' | '`' | '\'' => in_quote = !in_quote,
-            _ if in_quote || c.is_ascii_digit() => {}
-            _ => out.push(c),
+            '"' | '`' | '\'' | '/' => in_quote = !in_quote,
+            _ if in_quote || !(c.is_alphabetic() || c == ' ') => {}
+            _ => hash = (hash ^ c as u64).wrapping_mul(0x100_0000_01b3),
         }
     }
-    out
+    hash
 }
 
 /// Fuzzes `target` for the budget; see the module documentation. With
@@ -157,7 +165,7 @@ pub fn fuzz(target: &Target) -> Report {
     }
     let seed = target.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<u64> = HashSet::new();
     let mut findings = Vec::new();
     let mut execs = 0u64;
     let seeds = corpus.len();
@@ -178,7 +186,8 @@ pub fn fuzz(target: &Target) -> Report {
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => {
-                if seen.insert(error_shape(&msg)) && corpus.len() < 4096 {
+                let shape = error_shape(&msg);
+                if seen.len() < MAX_SHAPES && seen.insert(shape) && corpus.len() < MAX_CORPUS && input.len() <= MAX_SEED_LEN {
                     corpus.push(input.clone());
                 }
             }
