@@ -97,9 +97,13 @@ fn every_input_gets_a_clear_answer() {
         let out = Command::new(env!("CARGO_BIN_EXE_stipple")).args(&c.args).current_dir(t.join("cwd")).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         let code = out.status.code();
-        let said = err.lines().find(|l| l.starts_with("error:")).or_else(|| err.lines().rev().find(|l| !l.trim().is_empty())).unwrap_or("").trim();
+        // the error with its continuation lines (a regex's caret and cause), else the last line
+        let said = match err.find("error:") {
+            Some(at) => err[at..].split_whitespace().collect::<Vec<_>>().join(" "),
+            None => err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string(),
+        };
         let said = said.replace(&t.display().to_string(), "$T").replace(&root().display().to_string(), "$F");
-        let said: String = said.chars().take(200).collect();
+        let said: String = said.chars().take(220).collect();
         table.push_str(&format!("| {} | `{}` | {} | {} |\n", i + 1, c.line.replace('|', "\\|"), code.map_or("signal".into(), |c| c.to_string()), said.replace('|', "\\|")));
         let ok = match (&c.expect, code) {
             _ if err.contains("panicked") => false,
