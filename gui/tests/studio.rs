@@ -163,3 +163,19 @@ fn music_tab_makes_a_clip_with_the_default_model() {
     assert_eq!(wav.samples.len(), r.audio.len());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The studio refuses what the CLI refuses, with the parameter table's message: the checks
+/// live in the library's request types, not in the studio. (The text tab's sliders allow
+/// steps that do not divide into the blocks; the image tab's sliders keep to the ranges.)
+#[test]
+fn bad_settings_get_the_same_message_as_the_cli() {
+    let mut h = studio(&["text"]);
+    step_until(&mut h, "the text model", |s| s.text.slot.ready().is_some());
+    (h.state_mut().text.gen_len, h.state_mut().text.block_len, h.state_mut().text.steps) = (16, 8, 3);
+    h.get_by_role_and_label(Role::Button, "Generate").click();
+    h.step();
+    step_until(&mut h, "the refusal", |s| !s.text.is_running());
+    assert!(h.state().text.runs.result.is_none());
+    let err = h.state().text.runs.error.clone().unwrap_or_default();
+    assert!(err.contains("steps 3 must be a multiple of the number of blocks 2 (gen_len / block_len)"), "{err:?}");
+}
