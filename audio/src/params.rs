@@ -113,7 +113,10 @@ impl SpectrogramParams {
 
     /// Checks that the values describe a computable spectrogram ([`PARAMS`]).
     pub fn validate(&self) -> Result<()> {
-        PARAMS.validate(self).map_err(|e| AudioError::Params(e.to_string().trim_start_matches("invalid argument: ").to_string()))
+        PARAMS.validate(self).map_err(|e| match e {
+            stipple_core::Error::InvalidArgument(msg) => AudioError::Params(msg),
+            other => AudioError::Params(other.to_string()),
+        })
     }
 }
 

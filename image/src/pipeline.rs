@@ -118,7 +118,7 @@ impl StableDiffusion {
         // written to a temporary pipeline folder that is removed once loading is done
         let mut derived_dir = None;
         let (folder, ckpt) = if model.is_file() {
-            stipple_core::weights::refuse_pickle(model)?;
+            // (opening refuses a pickle checkpoint)
             let ckpt = LdmCheckpoint::open(model)?;
             let config = match config {
                 Some(config) => config.to_path_buf(),
