@@ -67,62 +67,41 @@ fn bad_input_gets_a_clear_error_not_a_panic() {
     assert!(String::from_utf8_lossy(&bad_device.stderr).contains("cpu or cuda:N"));
 }
 
-/// `stipple batch` runs each line as a command, applies the batch's global options, stops
-/// at the first failure (or goes on with --keep-going) and reports the failing lines.
+/// `stipple batch` runs each line as a command with the batch's global options, goes on
+/// past a failing line (or stops at it with --fail-fast) and reports the failures.
 #[test]
 fn batch_runs_lines_in_order_and_reports_failures() {
     let dir = std::env::temp_dir().join(format!("stipple-batch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let jobs = dir.join("jobs.txt");
+    let out_dir = |name: &str| dir.join(name).display().to_string();
     std::fs::write(&jobs, "# two schedules and a bad line\nschedule --preset sd15 --scheduler euler --steps 3\n\nschedule --scheduler 'dpm++2m' --steps 2\nschedule --scheduler nonsense\nschedule --steps 4\n").unwrap();
-    let out = stipple(&["--json", "batch", jobs.to_str().unwrap()]);
+    let out = stipple(&["--json", "batch", jobs.to_str().unwrap(), "--out", &out_dir("a")]);
     assert_eq!(out.status.code(), Some(2));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    // two jobs, the failure (line 5), the summary, the batch's own error; line 6 never ran
-    assert_eq!(lines.len(), 5, "{lines:?}");
-    assert!(lines[4]["error"].as_str().unwrap().contains("lines [5]"));
-    assert_eq!(lines[0]["steps"], 3);
-    assert_eq!(lines[1]["scheduler"].as_str().unwrap().to_lowercase().contains("dpm"), true);
-    assert_eq!(lines[2]["line"], 5);
-    assert_eq!(lines[3]["failed_lines"], serde_json::json!([5]));
-    let out = stipple(&["--json", "batch", "--keep-going", jobs.to_str().unwrap()]);
+    // four job records (ids are line numbers), the summary, the batch's own error
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!((lines[0]["id"].as_str(), lines[0]["result"]["steps"].as_u64()), (Some("2"), Some(3)));
+    assert!(lines[1]["result"]["scheduler"].as_str().unwrap().to_lowercase().contains("dpm"));
+    assert_eq!((lines[2]["id"].as_str(), lines[2]["status"].as_str()), (Some("5"), Some("failed")));
+    assert_eq!(lines[3]["result"]["steps"], 4);
+    assert_eq!(lines[4]["failed"], serde_json::json!(["5"]));
+    assert!(lines[5]["error"].as_str().unwrap().contains("1 of 4 job(s) failed (ids 5)"));
+    // --fail-fast stops at the failure: line 6 never runs
+    let out = stipple(&["--json", "batch", "--fail-fast", jobs.to_str().unwrap(), "--out", &out_dir("b")]);
+    assert_eq!(out.status.code(), Some(2));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 6, "line 6 ran too: {lines:?}");
-    assert_eq!(lines[3]["steps"], 4);
-    assert_eq!((lines[4]["jobs"].as_u64(), lines[4]["failed_lines"].clone()), (Some(4), serde_json::json!([5])));
+    assert_eq!(lines.len(), 5, "line 6 ran: {lines:?}");
     std::fs::write(&jobs, "text --gen-len 'unterminated\n").unwrap();
-    let err = String::from_utf8_lossy(&stipple(&["batch", jobs.to_str().unwrap()]).stderr).to_string();
-    assert!(err.contains("jobs.txt:1") && err.contains("quotes"), "{err}");
+    let err = String::from_utf8_lossy(&stipple(&["batch", jobs.to_str().unwrap(), "--out", &out_dir("c")]).stderr).to_string();
+    assert!(err.contains("line 1: unbalanced quotes"), "{err}");
     std::fs::write(&jobs, "batch other.txt\n").unwrap();
-    let err = String::from_utf8_lossy(&stipple(&["batch", jobs.to_str().unwrap()]).stderr).to_string();
+    let err = String::from_utf8_lossy(&stipple(&["batch", jobs.to_str().unwrap(), "--out", &out_dir("d")]).stderr).to_string();
     assert!(err.contains("cannot run inside a batch"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-/// With --keep-going a malformed line is reported as failed and the good lines still run;
-/// without it, the batch stops before any work.
-#[test]
-fn batch_keep_going_runs_the_good_lines_around_bad_ones() {
-    let dir = std::env::temp_dir().join(format!("stipple-batch-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let jobs = dir.join("jobs.txt");
-    std::fs::write(&jobs, "schedule --steps 2\ntext 'unterminated\nschedule --no-such-flag\nschedule --steps 3\n").unwrap();
-    let out = stipple(&["--json", "batch", jobs.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(err.contains("jobs.txt:2") && err.contains("quotes") && err.contains("--keep-going"), "{err}");
-    // only the batch's own error object: no job ran
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(stdout.lines().count(), 1, "a job ran before the bad line was reported: {stdout}");
-    assert!(stdout.contains("\"error\""), "{stdout}");
-    let out = stipple(&["--json", "batch", "--keep-going", jobs.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines[0]["steps"], 2);
-    assert_eq!((lines[1]["line"].as_u64(), lines[2]["line"].as_u64()), (Some(2), Some(3)));
-    assert!(lines[2]["error"].as_str().unwrap().contains("--no-such-flag"), "{lines:?}");
-    assert_eq!(lines[3]["steps"], 3);
-    assert_eq!(lines[4]["failed_lines"], serde_json::json!([2, 3]));
+    // the output folder is asked for, not assumed
+    let err = String::from_utf8_lossy(&stipple(&["batch", jobs.to_str().unwrap()]).stderr).to_string();
+    assert!(err.contains("--out DIR"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -141,14 +120,16 @@ fn batch_outputs_cannot_escape_their_folder() {
         "image 'a heart' --steps 1 --out-dir /tmp --out y.png".to_string(),
     ];
     std::fs::write(&jobs, lines.join("\n")).unwrap();
-    let out = stipple(&["batch", "--keep-going", "--out-dir", dir.join("out").to_str().unwrap(), jobs.to_str().unwrap()]);
+    let out = stipple(&["batch", "--out-dir", dir.join("out").to_str().unwrap(), jobs.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(dir.join("out/ok.png").is_file(), "{err}");
-    assert!(err.contains("lines [2, 3, 4, 5]"), "{err}");
+    assert!(err.contains("4 of 5 job(s) failed (ids 2, 3, 4, 5)"), "{err}");
     assert_eq!(err.matches("outputs must stay inside").count(), 3, "{err}");
     assert!(err.contains("--out-dir is the batch's own option"), "{err}");
     assert!(!outside.exists());
-    assert_eq!(std::fs::read_dir(dir.join("out")).unwrap().count(), 1);
+    let mut written: Vec<String> = std::fs::read_dir(dir.join("out")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    written.sort();
+    assert_eq!(written, ["manifest.jsonl", "ok.png"]);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -59,6 +59,12 @@ fn scratch() -> PathBuf {
     std::fs::write(t.join("bad-jobs.txt"), "text 'oops\n").unwrap();
     std::fs::write(t.join("nested-jobs.txt"), "batch other.txt\n").unwrap();
     std::fs::write(t.join("escape-jobs.txt"), "image x --steps 1 --out ../../escaped.png\n").unwrap();
+    std::fs::write(t.join("bad-jobs.jsonl"), "{\"kind\": \"text\"\n").unwrap();
+    std::fs::write(t.join("unknown-kind.jsonl"), "{\"kind\": \"video\"}\n").unwrap();
+    std::fs::write(t.join("bad-field.jsonl"), "{\"kind\": \"image\", \"stepz\": 2}\n").unwrap();
+    std::fs::write(t.join("bad-id.jsonl"), "{\"kind\": \"image\", \"id\": \"../up\"}\n").unwrap();
+    std::fs::write(t.join("bad-defaults.toml"), "steps = \n").unwrap();
+    std::fs::create_dir_all(t.join("empty")).unwrap();
     t
 }
 

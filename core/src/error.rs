@@ -34,6 +34,10 @@ pub enum Error {
         /// The underlying error.
         source: serde_json::Error,
     },
+    /// A run was refused before it started because it would not fit in memory (the
+    /// message names the estimate by part and the room there is).
+    #[error("{0}")]
+    Memory(String),
     /// A weight file is unreadable, damaged, or lacks a tensor the model needs.
     #[error("{0}")]
     Weights(String),

@@ -252,7 +252,7 @@ pub fn check_against(limit: MemoryLimit, factor: f64, need: &Estimate) -> Result
     }
     let overhead = if total > need.total() { format!("; {} with what the allocator keeps", human(total)) } else { String::new() };
     let parts: Vec<String> = need.parts.iter().filter(|p| p.bytes > 0).map(|p| format!("{} {}", p.name, human(p.bytes))).collect();
-    Err(Error::InvalidArgument(format!(
+    Err(Error::Memory(format!(
         "{} needs about {} more memory ({}{overhead}), but {said}: ask for less (a smaller size, batch or length){}",
         need.what,
         human(need.total()),

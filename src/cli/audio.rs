@@ -5,20 +5,19 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use stipple_audio::griffin_lim::PhaseInit;
 use stipple_audio::spectrogram_image::{self, DEFAULT_MAX_VALUE};
 use stipple_audio::wav::{self, WavFormat};
-use stipple_audio::{MusicRequest, Riffusion, SpectrogramCodec, SpectrogramParams};
+use stipple_audio::{MusicRequest, SpectrogramCodec, SpectrogramParams};
 use stipple_core::progress::CancelToken;
 use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec};
 use stipple_image::preview::Previewer;
 
 use super::Global;
 use super::image::ImageProgress;
-use super::progress::BarProgress;
 
 /// `stipple audio` arguments: generation, or one of the codec subcommands.
 #[derive(Args, Debug)]
@@ -134,8 +133,8 @@ pub struct GenerateArgs {
     pub overwrite: bool,
 }
 
-/// Runs `stipple audio`.
-pub fn run(g: &Global, args: &AudioArgs) -> Result<()> {
+/// Runs `stipple audio`; returns the JSON summary.
+pub fn run(g: &Global, args: &AudioArgs) -> Result<serde_json::Value> {
     match &args.convert {
         Some(Convert::Spectrogram(a)) => spectrogram(g, a),
         Some(Convert::Render(a)) => render(g, a),
@@ -143,7 +142,7 @@ pub fn run(g: &Global, args: &AudioArgs) -> Result<()> {
     }
 }
 
-fn spectrogram(g: &Global, a: &SpectrogramArgs) -> Result<()> {
+fn spectrogram(g: &Global, a: &SpectrogramArgs) -> Result<serde_json::Value> {
     let output = g.output(&a.output)?;
     let params = match &a.params {
         Some(p) => SpectrogramParams::from_file(p)?,
@@ -158,15 +157,13 @@ fn spectrogram(g: &Global, a: &SpectrogramArgs) -> Result<()> {
     let (img, max) = codec.image_from_audio(&audio.samples)?;
     spectrogram_image::write_png(&output, &img, &params, max as f64, a.overwrite)?;
     let seconds = audio.samples.len() as f64 / params.sample_rate as f64;
-    if g.json {
-        println!("{}", json!({ "path": output, "width": img.width(), "height": img.height(), "seconds": seconds, "max_value": max, "elapsed_ms": started.elapsed().as_secs_f64() * 1e3 }));
-    } else {
+    if !g.quiet() {
         eprintln!("wrote {} ({}x{}, {seconds:.2} s of audio)", output.display(), img.width(), img.height());
     }
-    Ok(())
+    Ok(json!({ "path": output, "paths": [output], "width": img.width(), "height": img.height(), "seconds": seconds, "max_value": max, "elapsed_ms": started.elapsed().as_secs_f64() * 1e3 }))
 }
 
-fn render(g: &Global, a: &RenderArgs) -> Result<()> {
+fn render(g: &Global, a: &RenderArgs) -> Result<serde_json::Value> {
     let output = g.output(&a.output)?;
     let png = spectrogram_image::read_png(&a.input)?;
     let mut params = match (&a.params, png.params) {
@@ -188,15 +185,13 @@ fn render(g: &Global, a: &RenderArgs) -> Result<()> {
     wav::write_mono(&output, &audio, params.sample_rate, format, a.overwrite)?;
     let seconds = audio.len() as f64 / params.sample_rate as f64;
     let elapsed = started.elapsed().as_secs_f64();
-    if g.json {
-        println!("{}", json!({ "path": output, "seconds": seconds, "sample_rate": params.sample_rate, "elapsed_ms": elapsed * 1e3 }));
-    } else {
+    if !g.quiet() {
         eprintln!("wrote {} ({seconds:.2} s at {} Hz) in {elapsed:.2} s", output.display(), params.sample_rate);
     }
-    Ok(())
+    Ok(json!({ "path": output, "paths": [output], "seconds": seconds, "sample_rate": params.sample_rate, "elapsed_ms": elapsed * 1e3 }))
 }
 
-fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
+fn generate(g: &Global, a: &GenerateArgs) -> Result<serde_json::Value> {
     let prompt = match (&a.prompt_arg, &a.prompt) {
         (Some(p), _) | (None, Some(p)) => p.clone(),
         (None, None) => bail!("give a prompt: stipple audio \"PROMPT\" [--model DIR]"),
@@ -234,18 +229,18 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
     };
     req.validate()?;
     let load_start = Instant::now();
-    let riff = Riffusion::load(&model, &g.device, g.dtype).with_context(|| format!("loading {}", model.display()))?;
+    let riff = g.models.music(&model, &g.device, g.dtype)?;
     let load_seconds = load_start.elapsed().as_secs_f64();
     let params = riff.codec().params().clone();
     if let Some(p) = &a.init_audio {
         req.init_audio = Some(wav::read_mono(p, params.sample_rate)?.samples);
     }
     let previewer = preview.as_deref().map(|p| (Previewer::for_pipeline(&riff.pipeline, None), p));
-    let mut progress = ImageProgress { bar: BarProgress::new("music", false), preview: previewer, error: None };
+    let mut progress = ImageProgress { bar: g.step_bar("music"), preview: previewer, error: None };
     let started = Instant::now();
     let music = riff.generate(&req, &mut progress, &CancelToken::new())?;
     progress.bar.finish();
-    if let Some(e) = progress.error {
+    if let (Some(e), false) = (progress.error, g.quiet()) {
         eprintln!("warning: {e}");
     }
     let format = if a.float { WavFormat::Float32 } else { WavFormat::Pcm16 };
@@ -253,25 +248,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
     spectrogram_image::write_png(&png_out, &music.spectrogram, &params, DEFAULT_MAX_VALUE, a.overwrite)?;
     let elapsed = started.elapsed().as_secs_f64();
     let seconds = music.audio.len() as f64 / music.sample_rate as f64;
-    if g.json {
-        println!(
-            "{}",
-            json!({
-                "paths": [out],
-                "spectrogram": png_out,
-                "seconds": seconds,
-                "sample_rate": music.sample_rate,
-                "seed": seed,
-                "windows": music.windows,
-                "elapsed_ms": elapsed * 1e3,
-                "load_ms": load_seconds * 1e3,
-                "diffusion_ms": music.diffusion_seconds * 1e3,
-                "render_ms": music.render_seconds * 1e3,
-                "realtime_factor": elapsed / seconds.max(1e-9),
-                "model": model,
-            })
-        );
-    } else {
+    if !g.quiet() {
         eprintln!(
             "wrote {} and {} ({seconds:.2} s, {} window(s), seed {seed}) in {elapsed:.1} s",
             out.display(),
@@ -279,5 +256,18 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<()> {
             music.windows
         );
     }
-    Ok(())
+    Ok(json!({
+        "paths": [out],
+        "spectrogram": png_out,
+        "seconds": seconds,
+        "sample_rate": music.sample_rate,
+        "seed": seed,
+        "windows": music.windows,
+        "elapsed_ms": elapsed * 1e3,
+        "load_ms": load_seconds * 1e3,
+        "diffusion_ms": music.diffusion_seconds * 1e3,
+        "render_ms": music.render_seconds * 1e3,
+        "realtime_factor": elapsed / seconds.max(1e-9),
+        "model": model,
+    }))
 }

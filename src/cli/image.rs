@@ -15,7 +15,7 @@ use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec, SigmaSpacing};
 use stipple_image::metadata::write_png;
 use stipple_image::models::taesd::TaesdDecoder;
 use stipple_image::preview::Previewer;
-use stipple_image::{ImageRequest, StableDiffusion, image_io};
+use stipple_image::{ImageRequest, image_io};
 
 use super::Global;
 use super::progress::BarProgress;
@@ -191,8 +191,8 @@ fn image_request(args: &ImageArgs, prompt: String, sampler: Option<SamplerSpec>)
 /// Runs per command (`--count`).
 const COUNT: Range = Range::int(1, 10_000);
 
-/// Run `stipple image`.
-pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
+/// Run `stipple image`; returns the JSON summary.
+pub fn run(g: &Global, args: &ImageArgs) -> Result<serde_json::Value> {
     let prompt = args.prompt.clone().or_else(|| args.prompt_arg.clone()).context("give a prompt (stipple image \"a red fox\" or --prompt)")?;
     let model_path = match &args.model {
         Some(m) => m.clone(),
@@ -217,17 +217,11 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         }
     }
     let load_start = Instant::now();
-    let mut pipe = StableDiffusion::load_with_config(&model_path, args.config.as_deref(), &g.device, g.dtype).with_context(|| format!("loading {}", model_path.display()))?;
-    let taesd = match &args.taesd {
-        Some(p) => Some(TaesdDecoder::load(p, &g.device, g.dtype)?),
-        None => None,
-    };
-    // TAESD decodes the final images when asked; otherwise it only draws previews.
-    let preview_taesd = if args.taesd_decode {
-        pipe.fast_decoder = taesd;
-        None
-    } else {
-        taesd
+    // TAESD decodes the final images when asked (part of the pipeline); otherwise it only draws previews.
+    let pipe = g.models.image(&model_path, args.config.as_deref(), args.taesd.as_deref().filter(|_| args.taesd_decode), &g.device, g.dtype)?;
+    let preview_taesd = match (&args.taesd, args.taesd_decode) {
+        (Some(p), false) => Some(TaesdDecoder::load(p, &g.device, g.dtype)?),
+        _ => None,
     };
     let load_seconds = load_start.elapsed().as_secs_f64();
     let (width, height) = pipe.output_size(&req)?;
@@ -240,11 +234,11 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         let seed = first_seed.wrapping_add(run as u64);
         let previewer = preview.as_deref().map(|p| (Previewer::for_pipeline(&pipe, preview_taesd.as_ref()), p));
         let label = if args.count > 1 { format!("image {}/{}", run + 1, args.count) } else { "image".into() };
-        let mut progress = ImageProgress { bar: BarProgress::new(&label, false), preview: previewer, error: None };
+        let mut progress = ImageProgress { bar: g.step_bar(&label), preview: previewer, error: None };
         let mut rng = PortableRng::new(seed);
         let out = pipe.generate(&req, &mut rng, &mut progress, &CancelToken::new())?;
         progress.bar.finish();
-        if let Some(e) = progress.error {
+        if let (Some(e), false) = (progress.error, g.quiet()) {
             eprintln!("warning: {e}");
         }
         denoise_seconds += out.denoise_seconds;
@@ -252,7 +246,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
         for img in &out.images {
             let path = &paths[written.len()];
             write_png(path, img, (!args.no_metadata).then_some(&out.info), args.overwrite)?;
-            if !g.json {
+            if !g.quiet() {
                 eprintln!("wrote {}", path.display());
             }
             written.push(path.clone());
@@ -263,26 +257,7 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
     let out = last.context("no run")?;
     let elapsed = started.elapsed().as_secs_f64();
     let per_step = if model_calls > 0 { denoise_seconds / model_calls as f64 } else { 0.0 };
-    if g.json {
-        println!(
-            "{}",
-            json!({
-                "paths": written,
-                "seed": first_seed,
-                "seeds": seeds,
-                "steps": out.info.steps,
-                "model_calls": model_calls,
-                "scheduler": out.info.sampler,
-                "guidance": out.info.guidance,
-                "width": width,
-                "height": height,
-                "model": pipe.name(),
-                "elapsed_ms": elapsed * 1e3,
-                "load_ms": load_seconds * 1e3,
-                "seconds_per_step": per_step,
-            })
-        );
-    } else {
+    if !g.quiet() {
         eprintln!(
             "{} image(s) {width}x{height}, {} steps of {}, seed {first_seed}: {:.2} s ({per_step:.3} s per model call)",
             written.len(),
@@ -291,5 +266,19 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<()> {
             elapsed
         );
     }
-    Ok(())
+    Ok(json!({
+        "paths": written,
+        "seed": first_seed,
+        "seeds": seeds,
+        "steps": out.info.steps,
+        "model_calls": model_calls,
+        "scheduler": out.info.sampler,
+        "guidance": out.info.guidance,
+        "width": width,
+        "height": height,
+        "model": pipe.name(),
+        "elapsed_ms": elapsed * 1e3,
+        "load_ms": load_seconds * 1e3,
+        "seconds_per_step": per_step,
+    }))
 }

@@ -1,15 +1,14 @@
 //! `stipple infill`: fill a template's holes under constraints.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use stipple_core::progress::Progress;
 use stipple_text::generate::CanvasView;
 use stipple_text::infill::{InfillOptions, Template, infill};
-use stipple_text::{GenerateConfig, TextModel};
+use stipple_text::GenerateConfig;
 
 use super::Global;
-use super::progress::BarProgress;
-use super::text::DecodeArgs;
+use super::text::{DecodeArgs, text_outputs, write_text};
 
 /// `stipple infill` arguments.
 #[derive(Args, Debug)]
@@ -30,13 +29,20 @@ pub struct InfillArgs {
     /// Model calls (default: one per hole position).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Write the filled text to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub decode: DecodeArgs,
 }
 
-/// Run `stipple infill`.
-pub fn run(g: &Global, args: &InfillArgs) -> Result<()> {
+/// Run `stipple infill`; returns the JSON summary.
+pub fn run(g: &Global, args: &InfillArgs) -> Result<serde_json::Value> {
     let template = Template::parse(&args.template)?;
+    let paths = text_outputs(g, args.out.as_deref(), 1, args.overwrite)?;
     let mut decode = GenerateConfig { seed: g.seed.unwrap_or(0), ..GenerateConfig::default() };
     args.decode.apply(&mut decode);
     let opts = InfillOptions { steps: args.steps, decode, context: args.context.clone() };
@@ -44,18 +50,26 @@ pub fn run(g: &Global, args: &InfillArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => stipple::defaults::model("text")?.display().to_string(),
     };
-    let model = TextModel::load_quantized(&source, &g.device, g.dtype, args.quantize).with_context(|| format!("loading {source}"))?;
-    let mut bar = BarProgress::new("infill", g.json);
+    let model = g.models.text(&source, &g.device, g.dtype, args.quantize)?;
+    let mut bar = g.step_bar("infill");
     let out = infill(&model, &template, &opts, Some(&mut bar as &mut dyn Progress<CanvasView>))?;
     bar.finish();
-    if g.json {
-        println!("{}", serde_json::to_value(&out)?);
-    } else {
-        println!("{}", out.text);
+    if let Some(path) = paths.first() {
+        write_text(path, &out.text, args.overwrite)?;
+    }
+    let mut summary = serde_json::to_value(&out)?;
+    if !paths.is_empty() {
+        summary["paths"] = serde_json::json!(paths);
+    }
+    if !g.quiet() {
+        match paths.first() {
+            Some(p) => eprintln!("wrote {}", p.display()),
+            None => println!("{}", out.text),
+        }
         for h in &out.holes {
             eprintln!("  hole {}: {:?}", h.name, h.text);
         }
         eprintln!("{} model calls, {:.1} ms", out.nfe, out.elapsed_ms);
     }
-    Ok(())
+    Ok(summary)
 }

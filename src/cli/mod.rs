@@ -13,6 +13,7 @@ mod bench_kernels;
 mod device;
 mod image;
 mod infill;
+mod models;
 mod progress;
 mod schedule;
 mod studio;
@@ -63,7 +64,8 @@ pub enum Command {
     /// Generate music as spectrograms (Riffusion), or convert audio <-> spectrograms.
     #[command(allow_negative_numbers = true)]
     Audio(audio::AudioArgs),
-    /// Run a file of jobs: one stipple command line per line (`#` comments).
+    /// Run a file of jobs (JSON Lines, or one command line per line), resumably: results
+    /// and a manifest go to --out; `batch merge` joins the manifests of shards.
     Batch(batch::BatchArgs),
     /// Open the desktop studio (text, image and music tabs; built with `--features studio`).
     Studio(studio::StudioArgs),
@@ -78,36 +80,66 @@ pub enum Command {
     Params,
 }
 
-/// Runs one parsed command line.
+/// Runs one parsed command line, printing its JSON summary with `--json`.
 pub fn run(cli: &Cli) -> Result<()> {
+    let models = models::ModelCache::default();
+    let summary = execute(cli, &Context { models: &models, bars: None })?;
+    if let (true, Some(summary)) = (cli.json, summary) {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+/// What a command runs with beyond its arguments: the models already loaded, and the
+/// progress display it draws under (a batch's).
+pub struct Context<'a> {
+    /// Loaded models, reused across the jobs of a batch.
+    pub models: &'a models::ModelCache,
+    /// The batch's progress display: a job's step bar goes under the batch's bar, and the
+    /// job prints no messages of its own.
+    pub bars: Option<&'a indicatif::MultiProgress>,
+}
+
+/// Runs one parsed command line and returns its JSON summary (paths written, seed,
+/// timings), for the commands that make one.
+pub fn execute(cli: &Cli, ctx: &Context<'_>) -> Result<Option<serde_json::Value>> {
     // Validate the global options early so mistakes are reported before any work.
-    let global = Global { device: cli.device.open()?, dtype: cli.dtype.0, seed: cli.seed, json: cli.json, out_dir: cli.out_dir.clone() };
+    let global = Global {
+        device: cli.device.open()?,
+        dtype: cli.dtype.0,
+        seed: cli.seed,
+        json: cli.json,
+        out_dir: cli.out_dir.clone(),
+        models: ctx.models,
+        bars: ctx.bars,
+    };
     if let Some(dir) = &global.out_dir
         && !dir.is_dir()
     {
         anyhow::bail!("--out-dir {}: no such folder", dir.display());
     }
     stipple_core::memory::set_limit(cli.max_memory.unwrap_or_default());
+    let none = |r: Result<()>| r.map(|()| None);
     match &cli.command {
-        Command::Schedule(args) => schedule::run(cli, args),
+        Command::Schedule(args) => schedule::run(args, global.quiet()).map(Some),
         Command::Params => {
             print!("{}", stipple::parameters::markdown());
-            Ok(())
+            Ok(None)
         }
-        Command::Text(args) => text::run(&global, args),
-        Command::Infill(args) => infill::run(&global, args),
-        Command::Image(args) => image::run(&global, args),
-        Command::Audio(args) => audio::run(&global, args),
-        Command::Bench(args) => bench::run(&global, args),
+        Command::Text(args) => text::run(&global, args).map(Some),
+        Command::Infill(args) => infill::run(&global, args).map(Some),
+        Command::Image(args) => image::run(&global, args).map(Some),
+        Command::Audio(args) => audio::run(&global, args).map(Some),
+        Command::Bench(args) => none(bench::run(&global, args)),
         #[cfg(feature = "train")]
-        Command::Train(args) => train::run(&global, args),
-        Command::Batch(args) => batch::run(cli, args),
-        Command::Studio(args) => studio::run(&global, args),
+        Command::Train(args) => none(train::run(&global, args)),
+        Command::Batch(args) => none(batch::run(cli, args)),
+        Command::Studio(args) => none(studio::run(&global, args)),
     }
 }
 
-/// Global options, resolved.
-pub struct Global {
+/// Global options, resolved, and the context a command runs in.
+pub struct Global<'a> {
     /// Compute device.
     pub device: candle_core::Device,
     /// Weight dtype.
@@ -118,9 +150,27 @@ pub struct Global {
     pub json: bool,
     /// The folder outputs are confined to (`--out-dir`).
     pub out_dir: Option<std::path::PathBuf>,
+    /// Loaded models, reused across a batch's jobs.
+    pub models: &'a models::ModelCache,
+    /// A batch's progress display (see [`Context::bars`]).
+    pub bars: Option<&'a indicatif::MultiProgress>,
 }
 
-impl Global {
+impl Global<'_> {
+    /// Whether the command prints its own messages and draws its own progress bar (not
+    /// inside a batch, and not with `--json`, whose stdout is one object).
+    pub fn quiet(&self) -> bool {
+        self.json || self.bars.is_some()
+    }
+
+    /// A step progress bar for this command: its own, or a line under the batch's bar.
+    pub fn step_bar(&self, label: &str) -> progress::BarProgress {
+        match self.bars {
+            Some(bars) => progress::BarProgress::under(bars, label),
+            None => progress::BarProgress::new(label, self.json),
+        }
+    }
+
     /// Where an output named `path` goes: as given, or inside `--out-dir` (refused when it
     /// would leave it).
     pub fn output(&self, path: &std::path::Path) -> Result<std::path::PathBuf> {

@@ -7,6 +7,15 @@ use stipple_core::progress::{Progress, StepEvent};
 /// A progress bar that follows a job's steps.
 pub struct BarProgress {
     bar: ProgressBar,
+    /// Drawn under a batch's bar: cleared when the job ends, the batch's bar says how it went.
+    nested: bool,
+}
+
+/// The step bar's look: label, bar, steps, time, speed and ETA.
+fn step_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} ({per_sec}, eta {eta})")
+        .expect("valid template")
+        .progress_chars("=> ")
 }
 
 impl BarProgress {
@@ -14,13 +23,17 @@ impl BarProgress {
     pub fn new(label: &str, quiet: bool) -> Self {
         let target = if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
         let bar = ProgressBar::with_draw_target(Some(0), target);
-        bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed_precise} ({per_sec}, eta {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        bar.set_style(step_style());
         bar.set_message(label.to_string());
-        Self { bar }
+        Self { bar, nested: false }
+    }
+
+    /// A bar drawn under the others of `bars` (a batch's), removed when the job ends.
+    pub fn under(bars: &indicatif::MultiProgress, label: &str) -> Self {
+        let bar = bars.add(ProgressBar::new(0));
+        bar.set_style(step_style());
+        bar.set_message(format!("  {label}"));
+        Self { bar, nested: true }
     }
 
     /// Steps seen so far.
@@ -29,9 +42,13 @@ impl BarProgress {
         self.bar.position()
     }
 
-    /// Ends the bar, leaving its last state on screen.
+    /// Ends the bar, leaving its last state on screen (a nested bar is removed).
     pub fn finish(&self) {
-        self.bar.finish();
+        if self.nested {
+            self.bar.finish_and_clear();
+        } else {
+            self.bar.finish();
+        }
     }
 }
 

@@ -6,7 +6,6 @@ use serde_json::json;
 use stipple_core::config::{SchedulerConfig, presets};
 use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec, SigmaSpacing};
 
-use super::Cli;
 
 #[derive(Args, Debug)]
 pub struct ScheduleArgs {
@@ -30,8 +29,8 @@ pub struct ScheduleArgs {
     pub mu: Option<f64>,
 }
 
-/// Prints the schedule.
-pub fn run(cli: &Cli, args: &ScheduleArgs) -> Result<()> {
+/// Prints the schedule (without `--json`) and returns it as JSON.
+pub fn run(args: &ScheduleArgs, quiet: bool) -> Result<serde_json::Value> {
     let cfg = match &args.config {
         Some(path) => {
             let file = if path.is_dir() { path.join("scheduler").join("scheduler_config.json") } else { path.clone() };
@@ -48,19 +47,15 @@ pub fn run(cli: &Cli, args: &ScheduleArgs) -> Result<()> {
         spec.sigmas = s;
     }
     let sched = spec.build(&cfg, args.steps, args.mu)?;
-    if cli.json {
-        println!(
-            "{}",
-            json!({
-                "scheduler": spec.to_string(),
-                "steps": args.steps,
-                "model_calls": sched.timesteps().len(),
-                "timesteps": sched.timesteps(),
-                "sigmas": sched.sigmas(),
-                "init_noise_sigma": sched.init_noise_sigma(),
-            })
-        );
-    } else {
+    let summary = json!({
+        "scheduler": spec.to_string(),
+        "steps": args.steps,
+        "model_calls": sched.timesteps().len(),
+        "timesteps": sched.timesteps(),
+        "sigmas": sched.sigmas(),
+        "init_noise_sigma": sched.init_noise_sigma(),
+    });
+    if !quiet {
         println!("{spec}: {} steps, {} model calls, init_noise_sigma {:.6}", args.steps, sched.timesteps().len(), sched.init_noise_sigma());
         for (i, t) in sched.timesteps().iter().enumerate() {
             match sched.sigmas() {
@@ -69,6 +64,6 @@ pub fn run(cli: &Cli, args: &ScheduleArgs) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(summary)
 }
 

@@ -1,6 +1,8 @@
 //! `stipple text`: generate with a masked-diffusion language model.
 
-use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 use stipple_core::discrete::Remasking;
@@ -147,8 +149,42 @@ pub struct TextArgs {
     /// Print the canvas as it is decoded (stderr).
     #[arg(long)]
     pub stream: bool,
+    /// Write the text to this file instead of stdout (several prompts: NAME-1.txt, NAME-2.txt, ...).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace existing files.
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub decode: DecodeArgs,
+}
+
+/// The files `n` results go to: `out` itself for one, numbered beside it for several
+/// (`story.txt` -> `story-1.txt`, `story-2.txt`).
+pub fn numbered_paths(out: &Path, n: usize) -> Vec<PathBuf> {
+    if n == 1 {
+        return vec![out.to_path_buf()];
+    }
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let ext = out.extension().map(|s| format!(".{}", s.to_string_lossy())).unwrap_or_default();
+    (1..=n).map(|i| out.with_file_name(format!("{stem}-{i}{ext}"))).collect()
+}
+
+/// `--out` resolved inside `--out-dir`, numbered for `n` results, refused when a file
+/// exists and `overwrite` is not given (checked before any work).
+pub fn text_outputs(g: &Global, out: Option<&Path>, n: usize, overwrite: bool) -> Result<Vec<PathBuf>> {
+    let Some(out) = out else { return Ok(Vec::new()) };
+    let paths = numbered_paths(&g.output(out)?, n);
+    if let (false, Some(p)) = (overwrite, paths.iter().find(|p| p.exists())) {
+        bail!("{} already exists (pass --overwrite to replace it, or choose another --out)", p.display());
+    }
+    Ok(paths)
+}
+
+/// Writes `text` to `path` whole or not at all.
+pub fn write_text(path: &Path, text: &str, overwrite: bool) -> Result<()> {
+    stipple_core::output::write_file::<stipple_core::Error>(path, overwrite, |tmp| std::fs::write(tmp, text).map_err(|source| stipple_core::Error::Io { path: tmp.display().to_string(), source }))?;
+    Ok(())
 }
 
 /// Progress bar plus optional live canvas.
@@ -173,8 +209,8 @@ pub fn parse_quantize(name: &str) -> std::result::Result<candle_core::quantized:
     stipple_text::quantize::parse(name).map_err(|e| e.to_string())
 }
 
-/// Run `stipple text`.
-pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
+/// Run `stipple text`; returns the JSON summary.
+pub fn run(g: &Global, args: &TextArgs) -> Result<serde_json::Value> {
     let prompts: Vec<String> = args.prompt_arg.iter().chain(&args.prompt).cloned().collect();
     if prompts.is_empty() {
         bail!("give a prompt (stipple text \"Call me\" or --prompt)");
@@ -199,9 +235,10 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
         }
         None => stipple_text::generate::params::PARAMS.check_ranges(&given)?,
     }
+    let paths = text_outputs(g, args.out.as_deref(), prompts.len(), args.overwrite)?;
     // a hub GGUF is looked up once, for the weights and the generation defaults alike
     let model_source = stipple_text::gguf::localize(&model_source)?;
-    let model = TextModel::load_quantized(&model_source, &g.device, g.dtype, args.quantize).with_context(|| format!("loading {model_source}"))?;
+    let model = g.models.text(&model_source, &g.device, g.dtype, args.quantize)?;
     let asked = Requested { gen_len: args.gen_len, block_len: args.block_len, steps: args.steps, temperature: args.decode.temperature, top_p: args.decode.top_p, top_k: args.decode.top_k };
     let s = GenerationDefaults::of_model(&model_source)?.settle(&model, &prompts, args.raw, &asked)?;
     let gen_len = s.gen_len;
@@ -209,33 +246,42 @@ pub fn run(g: &Global, args: &TextArgs) -> Result<()> {
     args.decode.apply(&mut cfg);
     (cfg.temperature, cfg.top_p, cfg.top_k) = (s.temperature, s.top_p, s.top_k);
     let mut progress = TextProgress {
-        bar: BarProgress::new("text", g.json && !args.stream),
-        stream: args.stream.then_some(&model),
+        bar: if args.stream && g.bars.is_none() { BarProgress::new("text", false) } else { g.step_bar("text") },
+        stream: args.stream.then_some(&*model),
     };
     let (outs, run) = model.generate(&prompts, args.raw, &cfg, Some(&mut progress), CancelToken::new())?;
     progress.bar.finish();
     let secs = run.elapsed.as_secs_f64();
     let generated: usize = outs.iter().map(|o| o.generated_ids.len()).sum();
     let tps = if secs > 0.0 { generated as f64 / secs } else { 0.0 };
-    if g.json {
-        let mut obj = if outs.len() == 1 {
-            serde_json::to_value(&outs[0])?
-        } else {
-            json!({ "results": outs })
-        };
-        let m = obj.as_object_mut().expect("object");
-        m.insert("nfe".into(), json!(run.nfe));
-        m.insert("elapsed_ms".into(), json!(secs * 1e3));
-        m.insert("tokens_per_s".into(), json!(tps));
-        m.insert("early_stopped".into(), json!(run.early_stopped));
-        m.insert("model".into(), json!(format!("{:?}", model.lm.traits().family).to_lowercase()));
-        m.insert("seed".into(), json!(cfg.seed));
-        println!("{obj}");
+    for (path, o) in paths.iter().zip(&outs) {
+        write_text(path, &o.text, args.overwrite)?;
+    }
+    let mut obj = if outs.len() == 1 {
+        serde_json::to_value(&outs[0])?
     } else {
-        for o in &outs {
-            println!("{}", o.text);
+        json!({ "results": outs })
+    };
+    let m = obj.as_object_mut().expect("object");
+    if !paths.is_empty() {
+        m.insert("paths".into(), json!(paths));
+    }
+    m.insert("nfe".into(), json!(run.nfe));
+    m.insert("elapsed_ms".into(), json!(secs * 1e3));
+    m.insert("tokens_per_s".into(), json!(tps));
+    m.insert("early_stopped".into(), json!(run.early_stopped));
+    m.insert("model".into(), json!(format!("{:?}", model.lm.traits().family).to_lowercase()));
+    m.insert("seed".into(), json!(cfg.seed));
+    if !g.quiet() {
+        if paths.is_empty() {
+            for o in &outs {
+                println!("{}", o.text);
+            }
+        }
+        for p in &paths {
+            eprintln!("wrote {}", p.display());
         }
         eprintln!("{} tokens, {} model calls, {:.2} s ({tps:.1} tokens/s)", generated, run.nfe, secs);
     }
-    Ok(())
+    Ok(obj)
 }
