@@ -64,7 +64,7 @@ fn bad_input_gets_a_clear_error_not_a_panic() {
     }
     let bad_device = stipple(&["--device", "gpu", "schedule"]);
     assert!(!bad_device.status.success());
-    assert!(String::from_utf8_lossy(&bad_device.stderr).contains("cpu or cuda:N"));
+    assert!(String::from_utf8_lossy(&bad_device.stderr).contains("cpu, cuda:N or auto"));
 }
 
 /// `stipple batch` runs each line as a command with the batch's global options, goes on

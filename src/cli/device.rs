@@ -5,9 +5,12 @@ use std::str::FromStr;
 use anyhow::{Result, bail};
 use candle_core::{DType, Device};
 
-/// A compute device as written on the command line: `cpu` or `cuda:N`.
+/// A compute device as written on the command line: `cpu`, `cuda:N` or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceArg {
+    /// The first GPU when this build has CUDA and one opens, else the CPU (what a job
+    /// script wants on a cluster whose nodes may or may not have a GPU).
+    Auto,
     /// The CPU.
     Cpu,
     /// CUDA device N.
@@ -19,10 +22,11 @@ impl FromStr for DeviceArg {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "cpu" => Ok(Self::Cpu),
+            "auto" => Ok(Self::Auto),
             "cuda" => Ok(Self::Cuda(0)),
             _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(Self::Cuda(n)),
-                _ => bail!("unknown device {s:?}: use cpu or cuda:N"),
+                _ => bail!("unknown device {s:?}: use cpu, cuda:N or auto"),
             },
         }
     }
@@ -31,6 +35,7 @@ impl FromStr for DeviceArg {
 impl std::fmt::Display for DeviceArg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Auto => write!(f, "auto"),
             Self::Cpu => write!(f, "cpu"),
             Self::Cuda(n) => write!(f, "cuda:{n}"),
         }
@@ -42,6 +47,8 @@ impl DeviceArg {
     pub fn open(self) -> Result<Device> {
         match self {
             Self::Cpu => Ok(Device::Cpu),
+            Self::Auto if candle_core::utils::cuda_is_available() => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
+            Self::Auto => Ok(Device::Cpu),
             Self::Cuda(n) => {
                 if !candle_core::utils::cuda_is_available() {
                     bail!("--device cuda:{n}: this stipple was built without CUDA (rebuild with `--features cuda`)");
@@ -105,9 +112,12 @@ mod tests {
         assert!("cuda:x".parse::<DeviceArg>().is_err());
         assert_eq!("bf16".parse::<DTypeArg>().unwrap().0, DType::BF16);
         assert!("f64".parse::<DTypeArg>().is_err());
-        for s in ["cpu", "cuda:1"] {
+        for s in ["cpu", "cuda:1", "auto"] {
             assert_eq!(s.parse::<DeviceArg>().unwrap().to_string(), s);
         }
+        // without CUDA in the build, auto is the CPU
+        #[cfg(not(feature = "cuda"))]
+        assert!(matches!(DeviceArg::Auto.open().unwrap(), Device::Cpu));
         for s in ["f32", "f16", "bf16"] {
             assert_eq!(s.parse::<DTypeArg>().unwrap().to_string(), s);
         }

@@ -25,7 +25,8 @@ mod train;
 #[derive(Parser, Debug)]
 #[command(name = "stipple", version, about, long_about = None)]
 pub struct Cli {
-    /// Compute device: cpu or cuda:N.
+    /// Compute device: cpu, cuda:N, or auto (the first GPU when built with CUDA and one is
+    /// there, else the CPU).
     #[arg(long, global = true, default_value = "cpu")]
     pub device: DeviceArg,
     /// Floating-point type of the model weights: f32, f16 or bf16.
@@ -105,7 +106,7 @@ pub struct Context<'a> {
 pub fn execute(cli: &Cli, ctx: &Context<'_>) -> Result<Option<serde_json::Value>> {
     // Validate the global options early so mistakes are reported before any work.
     let global = Global {
-        device: cli.device.open()?,
+        device: ctx.models.device(cli.device)?,
         dtype: cli.dtype.0,
         seed: cli.seed,
         json: cli.json,

@@ -38,9 +38,21 @@ enum Held {
 pub struct ModelCache {
     held: RefCell<Vec<(Key, Held)>>,
     loads: std::cell::Cell<usize>,
+    devices: RefCell<Vec<(super::device::DeviceArg, Device)>>,
 }
 
 impl ModelCache {
+    /// The device `arg` names, opened once: a GPU opened twice is two devices to candle,
+    /// and a model held from one job would not run on the next job's tensors.
+    pub fn device(&self, arg: super::device::DeviceArg) -> Result<Device> {
+        if let Some((_, d)) = self.devices.borrow().iter().find(|(a, _)| *a == arg) {
+            return Ok(d.clone());
+        }
+        let device = arg.open()?;
+        self.devices.borrow_mut().push((arg, device.clone()));
+        Ok(device)
+    }
+
     /// Models loaded from disk so far (a reused one does not count).
     pub fn loads(&self) -> usize {
         self.loads.get()

@@ -5,6 +5,7 @@
 //! * [`tokenizer`]: tokenizer.json + chat templates (minijinja); [`slow_tokenizer`]: the same
 //!   rebuilt from a slow tokenizer's vocab.json + merges.txt (Dream on the hub).
 //! * [`infill`]: templates of fixed text and constrained holes (regex, words, characters).
+//! * [`score`]: how likely a model finds a text (pseudo-log-likelihood), to compare decodings.
 //! * `train` (the `train` feature): preparing text, training tokenizers and models with
 //!   LLaDA's objective, and measuring them on held-out text.
 //! * [`generate`]: the decoding loop (LLaDA / Dream / Fast-dLLM policies from
@@ -22,6 +23,7 @@ pub mod memory;
 pub mod models;
 pub mod pipeline;
 pub mod quantize;
+pub mod score;
 pub mod slow_tokenizer;
 pub mod tokenizer;
 #[cfg(feature = "train")]
