@@ -4,7 +4,8 @@
 //! mel filterbank and its least-squares inverse), [`griffin_lim`] (phase reconstruction),
 //! [`spectrogram_image`] (Riffusion's image mapping and EXIF parameters), [`wav`] (WAV
 //! in and out, resampling) and [`codec`], which ties them to one [`params::SpectrogramParams`].
-//! [`analysis`] measures tempo, key and brightness; with the `train` feature, `train`
+//! [`mix`] repeats loops and crossfades clips. [`analysis`] measures tempo, key and
+//! brightness; with the `train` feature, `train`
 //! renders captioned General MIDI phrases for training small music models and uses the
 //! analysis to check that generated clips follow their prompts.
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod error;
 pub mod griffin_lim;
 pub mod mel;
+pub mod mix;
 pub mod params;
 pub mod pipeline;
 pub mod spectrogram_image;
