@@ -26,30 +26,37 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A mixed batch on the embedded models: every kind, one line that cannot run.
+/// A mixed batch on the embedded models: every kind, one line that cannot run, and a run of
+/// four compatible image jobs (i4..i7) that `--group 4` makes as one model batch.
 const MIXED: &str = r#"{"id": "t1", "kind": "text", "prompt": "Call me Ishmael.", "gen_len": 16}
 {"id": "i1", "kind": "image", "prompt": "a red heart", "steps": 12}
 {"kind": "infill", "template": "The [1 {whale,ship}] was [2..4]."}
 {"id": "a1", "kind": "audio", "prompt": "a slow piano melody", "steps": 6}
 {"id": "bad", "kind": "image", "steps": "many"}
 {"id": "i2", "kind": "image", "prompt": "a smiling fox face", "steps": 12, "guidance": 9}
+{"id": "i4", "kind": "image", "prompt": "a blue star", "steps": 12}
+{"id": "i5", "kind": "image", "prompt": "a yellow sun", "steps": 12}
+{"id": "i6", "kind": "image", "prompt": "a pink flower", "steps": 12}
+{"id": "i7", "kind": "image", "prompt": "a black cat", "steps": 12}
 {"id": "t2", "kind": "text", "prompt": ["To be, or not to be", "The whale"], "gen_len": 16, "seed": 7}
 {"id": "i3", "kind": "image", "prompt": "a green tree", "steps": 12, "batch": 2}
 {"id": "a2", "kind": "audio", "prompt": "drums", "steps": 6, "loop": true}
-{"id": "i4", "kind": "image", "prompt": "a blue star", "steps": 12}
 "#;
 
 /// The good jobs of MIXED and their outputs.
-const GOOD: [(&str, &[&str]); 9] = [
+const GOOD: [(&str, &[&str]); 12] = [
     ("t1", &["t1.txt"]),
     ("i1", &["i1.png"]),
     ("3", &["3.txt"]),
     ("a1", &["a1.wav", "a1.png"]),
     ("i2", &["i2.png"]),
+    ("i4", &["i4.png"]),
+    ("i5", &["i5.png"]),
+    ("i6", &["i6.png"]),
+    ("i7", &["i7.png"]),
     ("t2", &["t2-1.txt", "t2-2.txt"]),
     ("i3", &["i3-1.png", "i3-2.png"]),
     ("a2", &["a2.wav", "a2.png"]),
-    ("i4", &["i4.png"]),
 ];
 
 fn records(dir: &Path, manifest: &str) -> Vec<Value> {
@@ -94,13 +101,16 @@ fn a_killed_batch_resumes_and_does_every_job_exactly_once() {
     let (killed, whole) = (dir.join("killed"), dir.join("whole"));
 
     // uninterrupted, for comparison
-    let out = stipple().args(["batch", jobs.to_str().unwrap(), "--out", whole.to_str().unwrap()]).output().unwrap();
+    let out = stipple().args(["batch", jobs.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--group", "4"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let whole_records = records(&whole, "manifest.jsonl");
+    let joined = whole_records.iter().filter(|r| r["status"] == "done" && r["result"]["batched_with"] == 4).count();
+    assert_eq!(joined, 4, "i4..i7 are made as one batch");
 
     // killed once two jobs are done (SIGKILL: no chance to clean up), then killed again
     // right after the restart, then run to the end
     for wait_for_done in [2, 4] {
-        let mut child = stipple().args(["batch", jobs.to_str().unwrap(), "--out", killed.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = stipple().args(["batch", jobs.to_str().unwrap(), "--out", killed.to_str().unwrap(), "--group", "4"]).stderr(Stdio::null()).spawn().unwrap();
         let t = Instant::now();
         loop {
             let recs = records(&killed, "manifest.jsonl");
@@ -116,10 +126,10 @@ fn a_killed_batch_resumes_and_does_every_job_exactly_once() {
     }
     let recs = records(&killed, "manifest.jsonl");
     assert!(recs.iter().filter(|r| r["status"] == "done").count() < GOOD.len(), "the kill came too late to test anything");
-    let out = stipple().args(["--json", "batch", jobs.to_str().unwrap(), "--out", killed.to_str().unwrap()]).output().unwrap();
+    let out = stipple().args(["--json", "batch", jobs.to_str().unwrap(), "--out", killed.to_str().unwrap(), "--group", "4"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "the bad line makes the batch fail: {stderr}");
-    assert!(stderr.contains("1 of 10 job(s) failed (ids bad)"), "{stderr}");
+    assert!(stderr.contains("1 of 13 job(s) failed (ids bad)"), "{stderr}");
     let summary: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().rev().nth(1).unwrap()).unwrap();
     assert!(summary["done_earlier"].as_u64().unwrap() >= 4, "{summary}");
 
@@ -144,7 +154,7 @@ fn a_killed_batch_resumes_and_does_every_job_exactly_once() {
     // a rerun does nothing; --retry-failed runs the bad line again (and it fails again)
     let out = stipple().args(["--json", "batch", jobs.to_str().unwrap(), "--out", killed.to_str().unwrap()]).output().unwrap();
     let summary: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
-    assert_eq!((summary["done"].as_u64(), summary["done_earlier"].as_u64(), summary["failed_earlier"].clone()), (Some(0), Some(9), serde_json::json!(["bad"])));
+    assert_eq!((summary["done"].as_u64(), summary["done_earlier"].as_u64(), summary["failed_earlier"].clone()), (Some(0), Some(12), serde_json::json!(["bad"])));
     let out = stipple().args(["--json", "batch", "--retry-failed", jobs.to_str().unwrap(), "--out", killed.to_str().unwrap()]).output().unwrap();
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines[0]["id"], "bad");
@@ -159,11 +169,11 @@ fn shards_give_the_outputs_of_one_process_and_merge_checks_them() {
     let good: String = MIXED.lines().filter(|l| !l.contains("\"bad\"")).map(|l| format!("{l}\n")).collect();
     std::fs::write(&jobs, good).unwrap();
     let (sharded, whole) = (dir.join("sharded"), dir.join("whole"));
-    let out = stipple().args(["--seed", "3", "batch", jobs.to_str().unwrap(), "--out", whole.to_str().unwrap()]).output().unwrap();
+    let out = stipple().args(["--seed", "3", "batch", jobs.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--group", "4"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // shard 1 by flag, 2 as a SLURM array task, 3 as a Kubernetes Indexed Job
     let run = |extra: &[&str], env: &[(&str, &str)]| {
-        let out = stipple().envs(env.iter().copied()).args(["--seed", "3", "batch", jobs.to_str().unwrap(), "--out", sharded.to_str().unwrap()]).args(extra).output().unwrap();
+        let out = stipple().envs(env.iter().copied()).args(["--seed", "3", "batch", jobs.to_str().unwrap(), "--out", sharded.to_str().unwrap(), "--group", "4"]).args(extra).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
     run(&["--shard", "1/3"], &[]);
@@ -186,8 +196,11 @@ fn shards_give_the_outputs_of_one_process_and_merge_checks_them() {
     let out = stipple().args(["--json", "batch", "merge", sharded.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((report["jobs"].as_u64(), report["done"].as_u64()), (Some(9), Some(9)), "{report}");
-    assert_eq!(std::fs::read_to_string(sharded.join("merged.jsonl")).unwrap().lines().count(), 9);
+    assert_eq!((report["jobs"].as_u64(), report["done"].as_u64()), (Some(12), Some(12)), "{report}");
+    assert_eq!(std::fs::read_to_string(sharded.join("merged.jsonl")).unwrap().lines().count(), 12);
+    // i4..i7 (jobs 6 to 9 of 12) straddle the boundary of shards 2 and 3 and stay together
+    let shard2 = records(&sharded, "manifest-2-of-3.jsonl");
+    assert!(["i4", "i5", "i6", "i7"].iter().all(|id| done_count(&shard2, id) == 1), "the group runs in the shard it starts in");
     // a job done twice (a shard's manifest copied into a second folder), and a lost output
     let copy = dir.join("copy");
     std::fs::create_dir_all(&copy).unwrap();
@@ -205,6 +218,22 @@ fn shards_give_the_outputs_of_one_process_and_merge_checks_them() {
     let out = stipple().args(["batch", "merge", sharded.to_str().unwrap(), other.to_str().unwrap()]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to another batch"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The Kubernetes example names its shard count twice (the Job's completions, and
+/// STIPPLE_SHARD_COUNT for stipple): they must agree, and its command must be a batch run.
+#[test]
+fn the_kubernetes_example_is_consistent() {
+    let yaml = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/k8s/stipple-batch-job.yaml")).unwrap();
+    // the value on the line after (or of) the first non-comment line starting with `key`
+    let value = |key: &str, next: usize| {
+        let mut lines = yaml.lines().map(str::trim).filter(|l| !l.starts_with('#')).skip_while(|l| !l.starts_with(key));
+        let line = lines.nth(next).unwrap_or_else(|| panic!("{key} in the example"));
+        line.split_once(':').unwrap().1.split('#').next().unwrap().trim().trim_matches('"').to_string()
+    };
+    let (completions, count) = (value("completions:", 0), value("- name: STIPPLE_SHARD_COUNT", 1));
+    assert_eq!(completions, count);
+    assert!(yaml.contains("completionMode: Indexed") && yaml.contains("\"batch\", \"/data/jobs.jsonl\", \"--out\""), "{yaml}");
 }
 
 #[test]

@@ -179,6 +179,37 @@ impl NoiseSource for ReplayNoise {
     }
 }
 
+/// Noise for a batch whose rows each have their own source: a `[B, ...]` draw is row `i`
+/// drawn from source `i` as a batch-of-one run with that source draws it, so jobs made
+/// together as one batch get the noise, and so the result, each gets alone (ancestral
+/// samplers included). Uniform draws (discrete samplers) come from the first source.
+pub struct PerSample<S> {
+    /// One source per batch row.
+    pub sources: Vec<S>,
+}
+
+impl<S: NoiseSource> NoiseSource for PerSample<S> {
+    fn randn_like(&mut self, like: &Tensor) -> Result<Tensor> {
+        let rows = like.dim(0)?;
+        if rows != self.sources.len() {
+            return Err(crate::Error::InvalidArgument(format!("a noise draw of {rows} rows from {} per-row sources", self.sources.len())));
+        }
+        let mut shape = like.dims().to_vec();
+        shape[0] = 1;
+        let row = Tensor::zeros(shape, like.dtype(), like.device())?;
+        let draws = self.sources.iter_mut().map(|s| s.randn_like(&row)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&draws, 0)?)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        self.sources[0].uniform()
+    }
+
+    fn seed(&self) -> Option<u64> {
+        self.sources.first().and_then(|s| s.seed())
+    }
+}
+
 /// splitmix64's finaliser: a well-mixed 64-bit value from any input.
 fn mix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -208,6 +239,24 @@ pub fn random_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_sample_rows_are_each_sources_own_draws() {
+        let like = Tensor::zeros((3, 2, 4), DType::F32, &Device::Cpu).unwrap();
+        let mut batch = PerSample { sources: (0..3).map(PortableRng::new).collect() };
+        let twice = [batch.randn_like(&like).unwrap(), batch.randn_like(&like).unwrap()];
+        for seed in 0..3u64 {
+            let mut alone = PortableRng::new(seed);
+            let row = Tensor::zeros((1, 2, 4), DType::F32, &Device::Cpu).unwrap();
+            for draw in &twice {
+                let want: Vec<f32> = alone.randn_like(&row).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let got: Vec<f32> = draw.get(seed as usize).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(got, want);
+            }
+        }
+        assert_eq!(batch.seed(), Some(0));
+        assert!(batch.randn_like(&Tensor::zeros((2, 1), DType::F32, &Device::Cpu).unwrap()).is_err());
+    }
 
     #[test]
     fn derived_seeds_are_stable_and_distinct() {

@@ -375,7 +375,15 @@ impl StableDiffusion {
     /// size ids, LCM's guidance embedding.
     fn conditioning(&self, req: &ImageRequest, guided: bool, guidance_scale: f64, (width, height): (usize, usize)) -> Result<Conditioning> {
         let b = req.batch;
-        let (mut cond, mut pooled) = self.encode_prompt(&req.prompt, b)?;
+        let (mut cond, mut pooled) = if req.batch_prompts.is_empty() {
+            self.encode_prompt(&req.prompt, b)?
+        } else {
+            // each image its own prompt, encoded alone (as its own run would encode it)
+            let each = req.batch_prompts.iter().map(|p| self.encode_prompt(p, 1)).collect::<Result<Vec<_>>>()?;
+            let conds: Vec<Tensor> = each.iter().map(|(c, _)| c.clone()).collect();
+            let pooled: Option<Vec<Tensor>> = each.iter().map(|(_, p)| p.clone()).collect();
+            (Tensor::cat(&conds, 0)?, pooled.map(|p| Tensor::cat(&p, 0)).transpose()?)
+        };
         if let Some(blend) = &req.prompt_blend {
             let (other, other_pooled) = self.encode_prompt(&blend.prompt, b)?;
             let lerp = |a: &Tensor, b: &Tensor| -> Result<Tensor> { Ok((a + ((b - a)? * blend.weight)?)?) };

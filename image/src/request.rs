@@ -39,6 +39,10 @@ pub struct ImageRequest {
     pub latents: Option<Tensor>,
     /// Conditioning moved towards a second prompt (Riffusion-style interpolation).
     pub prompt_blend: Option<PromptBlend>,
+    /// One prompt per image of the batch (empty: every image gets `prompt`): different
+    /// requests made as one batch (`stipple batch` joins consecutive jobs this way, with
+    /// [`stipple_core::noise::PerSample`] noise so each image is what it would be alone).
+    pub batch_prompts: Vec<String>,
 }
 
 /// A second prompt whose text embeddings are mixed into the first's:
@@ -68,6 +72,7 @@ impl Default for ImageRequest {
             mask: None,
             latents: None,
             prompt_blend: None,
+            batch_prompts: Vec::new(),
         }
     }
 }
@@ -125,6 +130,16 @@ pub static PARAMS: Table<ImageRequest> = Table {
                 Ok(())
             },
             break_it: |r| r.width = Some(100),
+        },
+        Rule {
+            params: "batch_prompts, batch",
+            help: "one prompt per image of the batch, when prompts are given per image",
+            check: |r| match r.batch_prompts.len() {
+                0 => Ok(()),
+                n if n == r.batch => Ok(()),
+                n => Err(format!("{n} per-image prompts for a batch of {}", r.batch)),
+            },
+            break_it: |r| r.batch_prompts = vec!["a".into(), "b".into(), "c".into()],
         },
         Rule {
             params: "mask, init_image",

@@ -49,6 +49,7 @@ pub fn request(case: &Value, fixtures: &Path) -> Result<ImageRequest> {
         mask: if kind == "inpaint" { Some(open("mask.png")?) } else { None },
         latents: None,
         prompt_blend: None,
+        batch_prompts: Vec::new(),
     })
 }
 

@@ -185,6 +185,7 @@ fn image_request(args: &ImageArgs, prompt: String, sampler: Option<SamplerSpec>)
         mask,
         latents,
         prompt_blend: None,
+        batch_prompts: Vec::new(),
     })
 }
 
@@ -281,4 +282,75 @@ pub fn run(g: &Global, args: &ImageArgs) -> Result<serde_json::Value> {
         "load_ms": load_seconds * 1e3,
         "seconds_per_step": per_step,
     }))
+}
+
+/// What a job shares with the jobs it can be made together with as one model batch
+/// (`stipple batch`): everything but its prompt, seed and output. `None` for a job that
+/// runs alone (several images or runs of its own, an init image, a mask, fixed latents,
+/// previews, TAESD).
+pub fn batch_key(args: &ImageArgs) -> Option<String> {
+    let alone = args.batch != 1 || args.count != 1 || args.init_image.is_some() || args.mask.is_some() || args.latents.is_some() || args.preview.is_some() || args.taesd.is_some();
+    let has_prompt = args.prompt.is_some() || args.prompt_arg.is_some();
+    (!alone && has_prompt).then(|| {
+        format!(
+            "{:?}",
+            (&args.model, &args.config, &args.negative_prompt, args.steps, args.guidance, args.guidance_rescale, &args.scheduler, args.sigmas, args.width, args.height, args.no_metadata)
+        )
+    })
+}
+
+/// Makes jobs with the same [`batch_key`] as one model batch: each image from its own
+/// prompt and its own seed's noise ([`stipple_core::noise::PerSample`]), written with its
+/// own metadata, as its run alone would write it. Only the jobs marked in `write` are
+/// written (the others were done before: a group is always made whole, so a resumed
+/// batch computes what an uninterrupted one did). Returns each written job's summary.
+pub fn run_batched(g: &Global, jobs: &[&ImageArgs], seeds: &[u64], write: &[bool]) -> Result<Vec<Option<serde_json::Value>>> {
+    let first = jobs.first().context("no jobs")?;
+    let prompts: Vec<String> = jobs.iter().map(|a| a.prompt.clone().or_else(|| a.prompt_arg.clone()).unwrap_or_default()).collect();
+    let model_path = match &first.model {
+        Some(m) => m.clone(),
+        None => stipple::defaults::model("image")?,
+    };
+    let mut req = image_request(first, prompts[0].clone(), sampler_choice(first)?)?;
+    (req.batch, req.batch_prompts) = (jobs.len(), prompts.clone());
+    req.validate()?;
+    let paths: Vec<PathBuf> = jobs.iter().zip(seeds).map(|(a, &seed)| g.output(&a.out.clone().unwrap_or_else(|| PathBuf::from(format!("image-{seed}.png"))))).collect::<Result<_>>()?;
+    for ((a, p), &w) in jobs.iter().zip(&paths).zip(write) {
+        if w && !a.overwrite && p.exists() {
+            bail!("{} already exists (pass --overwrite to replace it, or choose another --out)", p.display());
+        }
+    }
+    let pipe = g.models.image(&model_path, first.config.as_deref(), None, &g.device, g.dtype)?;
+    let (width, height) = pipe.output_size(&req)?;
+    let started = Instant::now();
+    let mut progress = g.step_bar(&format!("{} images together", jobs.len()));
+    let mut noise = stipple_core::noise::PerSample { sources: seeds.iter().map(|&s| PortableRng::new(s)).collect() };
+    let out = pipe.generate(&req, &mut noise, &mut progress, &CancelToken::new())?;
+    progress.finish();
+    let each_ms = started.elapsed().as_secs_f64() * 1e3 / jobs.len() as f64;
+    let mut summaries = Vec::new();
+    for (i, a) in jobs.iter().enumerate() {
+        if !write[i] {
+            summaries.push(None);
+            continue;
+        }
+        let mut info = out.info.clone();
+        (info.prompt, info.seed) = (prompts[i].clone(), Some(seeds[i]));
+        write_png(&paths[i], &out.images[i], (!a.no_metadata).then_some(&info), a.overwrite)?;
+        summaries.push(Some(json!({
+            "paths": [paths[i]],
+            "seed": seeds[i],
+            "seeds": [seeds[i]],
+            "steps": info.steps,
+            "model_calls": out.denoise_steps,
+            "scheduler": info.sampler,
+            "guidance": info.guidance,
+            "width": width,
+            "height": height,
+            "model": pipe.name(),
+            "elapsed_ms": each_ms,
+            "batched_with": jobs.len(),
+        })));
+    }
+    Ok(summaries)
 }

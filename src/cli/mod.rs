@@ -104,22 +104,7 @@ pub struct Context<'a> {
 /// Runs one parsed command line and returns its JSON summary (paths written, seed,
 /// timings), for the commands that make one.
 pub fn execute(cli: &Cli, ctx: &Context<'_>) -> Result<Option<serde_json::Value>> {
-    // Validate the global options early so mistakes are reported before any work.
-    let global = Global {
-        device: ctx.models.device(cli.device)?,
-        dtype: cli.dtype.0,
-        seed: cli.seed,
-        json: cli.json,
-        out_dir: cli.out_dir.clone(),
-        models: ctx.models,
-        bars: ctx.bars,
-    };
-    if let Some(dir) = &global.out_dir
-        && !dir.is_dir()
-    {
-        anyhow::bail!("--out-dir {}: no such folder", dir.display());
-    }
-    stipple_core::memory::set_limit(cli.max_memory.unwrap_or_default());
+    let global = global(cli, ctx)?;
     let none = |r: Result<()>| r.map(|()| None);
     match &cli.command {
         Command::Schedule(args) => schedule::run(args, global.quiet()).map(Some),
@@ -137,6 +122,27 @@ pub fn execute(cli: &Cli, ctx: &Context<'_>) -> Result<Option<serde_json::Value>
         Command::Batch(args) => none(batch::run(cli, args)),
         Command::Studio(args) => none(studio::run(&global, args)),
     }
+}
+
+/// The global options of `cli` resolved (checked before any work), in the context `ctx`;
+/// sets the process's memory limit to the command's.
+pub fn global<'a>(cli: &Cli, ctx: &Context<'a>) -> Result<Global<'a>> {
+    let global = Global {
+        device: ctx.models.device(cli.device)?,
+        dtype: cli.dtype.0,
+        seed: cli.seed,
+        json: cli.json,
+        out_dir: cli.out_dir.clone(),
+        models: ctx.models,
+        bars: ctx.bars,
+    };
+    if let Some(dir) = &global.out_dir
+        && !dir.is_dir()
+    {
+        anyhow::bail!("--out-dir {}: no such folder", dir.display());
+    }
+    stipple_core::memory::set_limit(cli.max_memory.unwrap_or_default());
+    Ok(global)
 }
 
 /// Global options, resolved, and the context a command runs in.

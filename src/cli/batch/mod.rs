@@ -12,6 +12,7 @@ mod merge;
 mod shard;
 
 use std::io::IsTerminal;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -72,6 +73,11 @@ pub struct RunArgs {
     /// Stop at the first failed job (by default the batch goes on and reports failures at the end).
     #[arg(long)]
     pub fail_fast: bool,
+    /// Make up to N consecutive image jobs with the same model, size, steps, guidance and
+    /// sampler as one model batch (each keeps its own prompt, seed and output; 1: one at a
+    /// time). Outputs depend on it by rounding only, so keep it when resuming.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub group: u16,
     /// Accepted for old scripts: going on after a failure is the default now.
     #[arg(long, hide = true)]
     pub keep_going: bool,
@@ -115,10 +121,16 @@ fn run_jobs(cli: &Cli, args: &RunArgs) -> Result<()> {
     };
     let fingerprint = manifest::fingerprint(all.iter().map(|j| (j.id.as_str(), &j.params, j.seed)));
     let total = all.len();
-    let mine = &mut all[shard.map_or(0..total, |s| s.range(total))];
-    let mut manifest = Manifest::open(&out_dir.join(manifest::file_name(shard)))?;
+    // runs of jobs made together, fixed by the job file alone, so a resumed or sharded batch
+    // makes the same batches (and so the same bytes) as an uninterrupted one
+    let all_units = units(&all, args.group as usize);
+    let share = shard.map_or(0..total, |s| s.range(total));
+    let units: Vec<Range<usize>> = all_units.into_iter().filter(|u| share.contains(&u.start)).collect();
+    let mine = units.first().map_or(0..0, |u| u.start..units.last().expect("one unit").end);
+    let manifest_path = out_dir.join(manifest::file_name(shard));
+    let manifest = Manifest::open(&manifest_path)?;
     // a job recorded as done must still be the same job: same parameters, same seed
-    let changed: Vec<String> = mine
+    let changed: Vec<String> = all[mine.clone()]
         .iter()
         .filter(|j| manifest.earlier.get(&j.id).is_some_and(|s| s.status == Status::Done && !same_job(&s.record, j)))
         .map(|j| format!("{} (line {})", j.id, j.line))
@@ -126,90 +138,41 @@ fn run_jobs(cli: &Cli, args: &RunArgs) -> Result<()> {
     if !changed.is_empty() {
         bail!(
             "{} records job(s) {} as done with other parameters or seeds than {} gives them now: give changed jobs new ids, or use another --out",
-            out_dir.join(manifest::file_name(shard)).display(),
+            manifest_path.display(),
             changed.join(", "),
             file.display()
         );
     }
-    let ids: Vec<&str> = mine.iter().map(|j| j.id.as_str()).collect();
-    manifest.append(&manifest::batch_record(file, &fingerprint, shard, total, &ids))?;
+    let ids: Vec<&str> = all[mine.clone()].iter().map(|j| j.id.as_str()).collect();
+    let header = manifest::batch_record(file, &fingerprint, shard, total, &ids);
 
     let bars = MultiProgress::new();
-    let tty = std::io::stderr().is_terminal();
     let overall = bars.add(ProgressBar::new(mine.len() as u64));
     overall.set_style(ProgressStyle::with_template("batch [{bar:30}] {pos}/{len} jobs, {msg} {elapsed_precise} (eta {eta})").expect("valid template").progress_chars("=> "));
     overall.set_message("0 failed,");
     let models = ModelCache::default();
-    let context = RunContext { models: &models, bars: Some(&bars) };
-    let mut tally = Tally::default();
+    let mut runner = Runner {
+        manifest,
+        context: RunContext { models: &models, bars: Some(&bars) },
+        overall: &overall,
+        tty: std::io::stderr().is_terminal(),
+        json: cli.json,
+        out_dir: &out_dir,
+        retry_failed: args.retry_failed,
+        count: mine.len(),
+        tally: Tally::default(),
+    };
+    runner.manifest.append(&header)?;
     let started = Instant::now();
-    let count = mine.len();
-    for (k, job) in mine.iter_mut().enumerate() {
-        let earlier = manifest.earlier.get(&job.id).cloned();
-        match earlier.as_ref().map(|s| s.status) {
-            Some(Status::Done) => {
-                tally.done_earlier += 1;
-                overall.inc(1);
-                continue;
-            }
-            Some(Status::Failed) if !args.retry_failed && same_job(&earlier.as_ref().expect("state").record, job) => {
-                tally.failed_earlier.push(job.id.clone());
-                overall.inc(1);
-                continue;
-            }
-            _ => {}
-        }
-        // killed while it ran: its outputs, if any got written, are this job's own
-        let interrupted = earlier.is_some_and(|s| s.status == Status::Started);
-        manifest.append(&json!({ "record": "job", "id": job.id, "status": "started", "line": job.line, "time": manifest::now() }))?;
-        let t = Instant::now();
-        let result = match &mut job.command {
-            Err(e) => Err(anyhow::anyhow!("line {}: {e}", job.line)),
-            Ok(command) => {
-                let out = own_outputs(command, &job.id, interrupted);
-                if let Some(out) = out {
-                    remove_temporary_files(&out_dir.join(out));
-                }
-                execute(command, &context).with_context(|| format!("line {}", job.line))
-            }
-        };
-        let seconds = t.elapsed().as_secs_f64();
-        let record = match result {
-            Ok(summary) => {
-                tally.done += 1;
-                let summary = summary.unwrap_or(Value::Null);
-                json!({
-                    "record": "job", "id": job.id, "status": "done", "line": job.line,
-                    "params": job.params, "seed": job.seed,
-                    "outputs": relative_outputs(&summary, &out_dir),
-                    "seconds": seconds, "result": summary, "time": manifest::now(),
-                })
-            }
-            Err(e) => {
-                tally.failed.push(job.id.clone());
-                json!({
-                    "record": "job", "id": job.id, "status": "failed", "line": job.line,
-                    "params": job.params, "seed": job.seed,
-                    "error": format!("{e:#}"), "seconds": seconds, "time": manifest::now(),
-                })
-            }
-        };
-        manifest.append(&record)?;
-        let failed = record["status"] == "failed";
-        if cli.json {
-            bars.suspend(|| println!("{record}"));
-        }
-        if failed || !tty {
-            let what = if failed { format!("failed: {}", record["error"].as_str().unwrap_or_default()) } else { format!("done in {seconds:.1} s") };
-            bars.suspend(|| eprintln!("[{}/{count}] job {} {what}", k + 1, job.id));
-        }
-        overall.set_message(format!("{} failed,", tally.failed.len() + tally.failed_earlier.len()));
-        overall.inc(1);
-        if failed && args.fail_fast {
+    for unit in units {
+        let jobs = &mut all[unit];
+        if jobs.len() == 1 { runner.run_alone(&mut jobs[0])? } else { runner.run_together(jobs)? }
+        if args.fail_fast && !runner.tally.failed.is_empty() {
             break;
         }
     }
     overall.finish();
+    let (tally, count) = (runner.tally, runner.count);
     let seconds = started.elapsed().as_secs_f64();
     let summary = json!({
         "batch": file,
@@ -235,7 +198,7 @@ fn run_jobs(cli: &Cli, args: &RunArgs) -> Result<()> {
         tally.failed.len() + tally.failed_earlier.len(),
         tally.failed_earlier.len(),
         if skipped > 0 { format!(", {skipped} not run (--fail-fast)") } else { String::new() },
-        out_dir.join(manifest::file_name(shard)).display()
+        manifest_path.display()
     );
     let failed: Vec<&String> = tally.failed_earlier.iter().chain(&tally.failed).collect();
     if !failed.is_empty() {
@@ -252,6 +215,170 @@ fn run_jobs(cli: &Cli, args: &RunArgs) -> Result<()> {
         bail!("{skipped} job(s) did not run (--fail-fast)");
     }
     Ok(())
+}
+
+/// The job file cut into units that run as one: a job alone, or up to `group` consecutive
+/// image jobs with the same [`super::image::batch_key`] (and global options), made as one
+/// model batch.
+fn units(jobs: &[Job], group: usize) -> Vec<Range<usize>> {
+    let key = |j: &Job| match &j.command {
+        Ok(c) => match &c.command {
+            Command::Image(a) => super::image::batch_key(a).map(|k| format!("{} {} {:?} {k}", c.device, c.dtype, c.max_memory)),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    let mut units: Vec<Range<usize>> = Vec::new();
+    let mut last_key = None;
+    for (i, job) in jobs.iter().enumerate() {
+        let k = key(job);
+        match units.last_mut() {
+            Some(u) if k.is_some() && k == last_key && u.len() < group.max(1) => u.end = i + 1,
+            _ => units.push(i..i + 1),
+        }
+        last_key = k;
+    }
+    units
+}
+
+/// One run of a batch: the manifest it appends to, the progress it shows, how it went.
+struct Runner<'a> {
+    manifest: Manifest,
+    context: RunContext<'a>,
+    overall: &'a ProgressBar,
+    tty: bool,
+    json: bool,
+    out_dir: &'a Path,
+    retry_failed: bool,
+    count: usize,
+    tally: Tally,
+}
+
+impl Runner<'_> {
+    /// Whether `job` is to run now: not done earlier, and not failed earlier unless
+    /// failures are retried (a failed job whose parameters changed since is a new job).
+    /// Counts the ones that are not.
+    fn wanted(&mut self, job: &Job) -> bool {
+        let earlier = self.manifest.earlier.get(&job.id);
+        match earlier.map(|s| s.status) {
+            Some(Status::Done) => self.tally.done_earlier += 1,
+            Some(Status::Failed) if !self.retry_failed && same_job(&earlier.expect("state").record, job) => self.tally.failed_earlier.push(job.id.clone()),
+            _ => return true,
+        }
+        self.overall.inc(1);
+        false
+    }
+
+    /// Records that `job` starts, and readies its command: its default output named by
+    /// its id, leftovers of a killed write removed, replacing allowed when it was killed
+    /// while it ran (what it wrote then is its own).
+    fn start(&mut self, job: &mut Job) -> Result<()> {
+        let interrupted = self.manifest.earlier.get(&job.id).is_some_and(|s| s.status == Status::Started);
+        self.manifest.append(&json!({ "record": "job", "id": job.id, "status": "started", "line": job.line, "time": manifest::now() }))?;
+        if let Ok(command) = &mut job.command
+            && let Some(out) = own_outputs(command, &job.id, interrupted)
+        {
+            remove_temporary_files(&self.out_dir.join(out));
+        }
+        Ok(())
+    }
+
+    /// Records how `job` went, prints it, and counts it.
+    fn finish(&mut self, job: &Job, result: Result<Option<Value>>, seconds: f64) -> Result<()> {
+        let record = match result {
+            Ok(summary) => {
+                self.tally.done += 1;
+                let summary = summary.unwrap_or(Value::Null);
+                json!({
+                    "record": "job", "id": job.id, "status": "done", "line": job.line,
+                    "params": job.params, "seed": job.seed,
+                    "outputs": relative_outputs(&summary, self.out_dir),
+                    "seconds": seconds, "result": summary, "time": manifest::now(),
+                })
+            }
+            Err(e) => {
+                self.tally.failed.push(job.id.clone());
+                json!({
+                    "record": "job", "id": job.id, "status": "failed", "line": job.line,
+                    "params": job.params, "seed": job.seed,
+                    "error": format!("line {}: {e:#}", job.line), "seconds": seconds, "time": manifest::now(),
+                })
+            }
+        };
+        self.manifest.append(&record)?;
+        let failed = record["status"] == "failed";
+        let bars = self.context.bars.expect("a batch draws its bars");
+        if self.json {
+            bars.suspend(|| println!("{record}"));
+        }
+        if failed || !self.tty {
+            let what = if failed { format!("failed: {}", record["error"].as_str().unwrap_or_default()) } else { format!("done in {seconds:.1} s") };
+            let k = self.tally.done + self.tally.failed.len() + self.tally.done_earlier + self.tally.failed_earlier.len();
+            bars.suspend(|| eprintln!("[{k}/{}] job {} {what}", self.count, job.id));
+        }
+        self.overall.set_message(format!("{} failed,", self.tally.failed.len() + self.tally.failed_earlier.len()));
+        self.overall.inc(1);
+        Ok(())
+    }
+
+    /// Runs one job.
+    fn run_alone(&mut self, job: &mut Job) -> Result<()> {
+        if !self.wanted(job) {
+            return Ok(());
+        }
+        self.start(job)?;
+        let t = Instant::now();
+        let result = match &job.command {
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+            Ok(command) => execute(command, &self.context),
+        };
+        self.finish(job, result, t.elapsed().as_secs_f64())
+    }
+
+    /// Runs consecutive compatible image jobs as one model batch. The whole group is
+    /// made even when some of it was done before (only the others are written), so the
+    /// batch is the one an uninterrupted run made. If the group cannot run together (too
+    /// big for memory, one job's output refused...), its jobs run one by one.
+    fn run_together(&mut self, jobs: &mut [Job]) -> Result<()> {
+        let wanted: Vec<bool> = jobs.iter().map(|j| self.wanted(j)).collect();
+        if !wanted.contains(&true) {
+            return Ok(());
+        }
+        for (job, _) in jobs.iter_mut().zip(&wanted).filter(|(_, w)| **w) {
+            self.start(job)?;
+        }
+        let t = Instant::now();
+        let together = (|| {
+            let commands: Vec<&Cli> = jobs.iter().map(|j| j.command.as_ref().map_err(|e| anyhow::anyhow!("{e}"))).collect::<Result<_>>()?;
+            let args: Vec<&super::image::ImageArgs> = commands.iter().filter_map(|c| if let Command::Image(a) = &c.command { Some(a) } else { None }).collect();
+            let seeds: Vec<u64> = jobs.iter().map(|j| j.seed).collect();
+            let g = super::global(commands[0], &self.context)?;
+            super::image::run_batched(&g, &args, &seeds, &wanted)
+        })();
+        match together {
+            Ok(summaries) => {
+                let seconds = t.elapsed().as_secs_f64() / jobs.len() as f64;
+                for (job, summary) in jobs.iter().zip(summaries) {
+                    if let Some(summary) = summary {
+                        self.finish(job, Ok(Some(summary)), seconds)?;
+                    }
+                }
+            }
+            Err(e) => {
+                let bars = self.context.bars.expect("a batch draws its bars");
+                bars.suspend(|| eprintln!("jobs {}..{} could not run together ({e:#}); running them one by one", jobs[0].id, jobs[jobs.len() - 1].id));
+                for (job, _) in jobs.iter_mut().zip(&wanted).filter(|(_, w)| **w) {
+                    let t = Instant::now();
+                    let result = match &job.command {
+                        Err(e) => Err(anyhow::anyhow!("{e}")),
+                        Ok(command) => execute(command, &self.context),
+                    };
+                    self.finish(job, result, t.elapsed().as_secs_f64())?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether a manifest record is of this job: same parameters, same seed.
