@@ -92,8 +92,18 @@ pub struct Manifest {
 
 impl Manifest {
     /// Opens (or creates) the manifest at `path`, reading what earlier runs recorded and
-    /// cutting off a record a kill left half-written.
+    /// cutting off a record a kill left half-written. The file stays locked while this
+    /// run holds it: a second run of the same batch (and shard) into the same folder is
+    /// refused instead of doing the jobs twice.
     pub fn open(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                anyhow::bail!("{} is in use: another `stipple batch` is running this batch (or shard) into the same folder", path.display())
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+        }
         let records = read_records(path)?;
         let earlier = job_states(&records);
         if let Ok(text) = std::fs::read(path) {
@@ -103,7 +113,6 @@ impl Manifest {
                 f.set_len(whole as u64).with_context(|| format!("repairing {}", path.display()))?;
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(Self { path: path.to_path_buf(), file, earlier })
     }
 
@@ -168,6 +177,9 @@ mod tests {
         assert_eq!(m.earlier.len(), 1);
         assert_eq!(m.earlier["a"].status, Status::Done);
         m.append(&json!({"record": "job", "id": "b", "status": "failed"})).unwrap();
+        // one run at a time
+        assert!(Manifest::open(&path).err().expect("locked").to_string().contains("is in use"));
+        drop(m);
         let records = read_records(&path).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(job_states(&records)["b"].status, Status::Failed);

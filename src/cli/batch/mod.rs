@@ -290,7 +290,7 @@ impl Runner<'_> {
                 self.tally.done += 1;
                 let summary = summary.unwrap_or(Value::Null);
                 json!({
-                    "record": "job", "id": job.id, "status": "done", "line": job.line,
+                    "record": "job", "id": job.id, "status": "done", "line": job.line, "kind": kind(job),
                     "params": job.params, "seed": job.seed,
                     "outputs": relative_outputs(&summary, self.out_dir),
                     "seconds": seconds, "result": summary, "time": manifest::now(),
@@ -299,7 +299,7 @@ impl Runner<'_> {
             Err(e) => {
                 self.tally.failed.push(job.id.clone());
                 json!({
-                    "record": "job", "id": job.id, "status": "failed", "line": job.line,
+                    "record": "job", "id": job.id, "status": "failed", "line": job.line, "kind": kind(job),
                     "params": job.params, "seed": job.seed,
                     "error": format!("line {}: {e:#}", job.line), "seconds": seconds, "time": manifest::now(),
                 })
@@ -378,6 +378,23 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The command a job runs (`text`, `image`...), or null when it cannot run.
+fn kind(job: &Job) -> Value {
+    match &job.command {
+        Ok(c) => json!(match &c.command {
+            Command::Text(_) => "text",
+            Command::Infill(_) => "infill",
+            Command::Image(_) => "image",
+            Command::Audio(_) => "audio",
+            Command::Schedule(_) => "schedule",
+            Command::Bench(_) => "bench",
+            Command::Params => "params",
+            _ => "other",
+        }),
+        Err(_) => job.params.get("kind").cloned().unwrap_or(Value::Null),
     }
 }
 
