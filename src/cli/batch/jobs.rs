@@ -166,18 +166,23 @@ pub fn fields_to_words(kind: &str, fields: &Map<String, Value>) -> std::result::
 }
 
 /// The long flags a job of `kind` may set (its command's and the per-job global ones),
-/// and whether each takes a value.
-fn known_flags(kind: &str) -> HashMap<String, bool> {
-    let root = Cli::command();
-    let mut flags = HashMap::new();
-    let globals = root.get_arguments().filter(|a| matches!(a.get_long(), Some("device" | "dtype" | "seed" | "max-memory")));
-    let own = root.find_subcommand(kind).into_iter().flat_map(|c| c.get_arguments());
-    for arg in globals.chain(own) {
-        if let Some(long) = arg.get_long() {
-            flags.insert(long.to_string(), arg.get_action().takes_values());
-        }
-    }
-    flags
+/// and whether each takes a value; read once from the command-line definition.
+fn known_flags(kind: &str) -> &'static HashMap<String, bool> {
+    static FLAGS: std::sync::OnceLock<HashMap<String, HashMap<String, bool>>> = std::sync::OnceLock::new();
+    static NONE: std::sync::OnceLock<HashMap<String, bool>> = std::sync::OnceLock::new();
+    let all = FLAGS.get_or_init(|| {
+        let root = Cli::command();
+        KINDS
+            .iter()
+            .map(|kind| {
+                let globals = root.get_arguments().filter(|a| matches!(a.get_long(), Some("device" | "dtype" | "seed" | "max-memory")));
+                let own = root.find_subcommand(kind).into_iter().flat_map(|c| c.get_arguments());
+                let flags = globals.chain(own).filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_action().takes_values()))).collect();
+                (kind.to_string(), flags)
+            })
+            .collect()
+    });
+    all.get(kind).unwrap_or_else(|| NONE.get_or_init(HashMap::new))
 }
 
 /// A job's words as a parsed command line with the batch's global options: its outputs

@@ -98,6 +98,8 @@ struct Tally {
     done: usize,
     failed: Vec<String>,
     failed_earlier: Vec<String>,
+    /// The first failure's message (the final error quotes it).
+    first_error: Option<String>,
 }
 
 fn run_jobs(cli: &Cli, args: &RunArgs) -> Result<()> {
@@ -204,10 +206,11 @@ fn run_jobs(cli: &Cli, args: &RunArgs) -> Result<()> {
     if !failed.is_empty() {
         let shown: Vec<&str> = failed.iter().take(20).map(|s| s.as_str()).collect();
         bail!(
-            "{} of {count} job(s) failed (ids {}{}); the errors are in the manifest{}",
+            "{} of {count} job(s) failed (ids {}{}); the first: {}; every error is in the manifest{}",
             failed.len(),
             shown.join(", "),
             if failed.len() > 20 { ", ..." } else { "" },
+            tally.first_error.as_deref().unwrap_or("?"),
             if tally.failed_earlier.is_empty() { "" } else { "; --retry-failed runs the earlier failures again" }
         );
     }
@@ -262,7 +265,11 @@ impl Runner<'_> {
         let earlier = self.manifest.earlier.get(&job.id);
         match earlier.map(|s| s.status) {
             Some(Status::Done) => self.tally.done_earlier += 1,
-            Some(Status::Failed) if !self.retry_failed && same_job(&earlier.expect("state").record, job) => self.tally.failed_earlier.push(job.id.clone()),
+            Some(Status::Failed) if !self.retry_failed && same_job(&earlier.expect("state").record, job) => {
+                self.tally.failed_earlier.push(job.id.clone());
+                let error = earlier.and_then(|s| s.record["error"].as_str()).unwrap_or("failed");
+                self.tally.first_error.get_or_insert_with(|| format!("job {}: {error}", job.id));
+            }
             _ => return true,
         }
         self.overall.inc(1);
@@ -298,6 +305,7 @@ impl Runner<'_> {
             }
             Err(e) => {
                 self.tally.failed.push(job.id.clone());
+                self.tally.first_error.get_or_insert_with(|| format!("job {}: line {}: {e:#}", job.id, job.line));
                 json!({
                     "record": "job", "id": job.id, "status": "failed", "line": job.line, "kind": kind(job),
                     "params": job.params, "seed": job.seed,
