@@ -70,7 +70,7 @@ pub fn write(sheet: &RgbImage, cells: &[Cell], path: &Path) -> Result<()> {
     let legend = path.with_extension("json");
     stipple::image::metadata::write_png(path, sheet, None, false)?;
     let text = serde_json::to_string_pretty(cells)?;
-    stipple::core::output::write_file::<stipple::core::Error>(&legend, false, |tmp| std::fs::write(tmp, &text).map_err(|source| stipple::core::Error::Io { path: tmp.display().to_string(), source }))?;
+    stipple::core::output::write_bytes(&legend, text.as_bytes(), false)?;
     Ok(())
 }
 

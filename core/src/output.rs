@@ -62,6 +62,11 @@ pub fn write_file<E: From<OutputError>>(path: &Path, overwrite: bool, write: imp
     result
 }
 
+/// Writes `bytes` to `path` whole or not at all ([`write_file`]).
+pub fn write_bytes(path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), OutputError> {
+    write_file(path, overwrite, |tmp| std::fs::write(tmp, bytes).map_err(|source| OutputError::Io { path: tmp.to_path_buf(), source }))
+}
+
 /// `path` inside `root`, refused when it would leave it: an absolute path, a `..`
 /// component, or a folder on the way that is a link to elsewhere. Batch jobs and server
 /// requests name their outputs through this, so a job file or a request cannot write

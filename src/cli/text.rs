@@ -183,8 +183,7 @@ pub fn text_outputs(g: &Global, out: Option<&Path>, n: usize, overwrite: bool) -
 
 /// Writes `text` to `path` whole or not at all.
 pub fn write_text(path: &Path, text: &str, overwrite: bool) -> Result<()> {
-    stipple_core::output::write_file::<stipple_core::Error>(path, overwrite, |tmp| std::fs::write(tmp, text).map_err(|source| stipple_core::Error::Io { path: tmp.display().to_string(), source }))?;
-    Ok(())
+    Ok(stipple_core::output::write_bytes(path, text.as_bytes(), overwrite)?)
 }
 
 /// Progress bar plus optional live canvas.

@@ -163,7 +163,7 @@ pub fn run(args: &MergeArgs, json_out: bool) -> Result<()> {
             text.push('\n');
         }
     }
-    stipple_core::output::write_file::<stipple_core::Error>(&out, true, |tmp| std::fs::write(tmp, &text).map_err(|source| stipple_core::Error::Io { path: tmp.display().to_string(), source }))?;
+    stipple_core::output::write_bytes(&out, text.as_bytes(), true)?;
     let summary = json!({
         "merged": out,
         "jobs": merged.expected.len(),
