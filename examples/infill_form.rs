@@ -35,7 +35,7 @@ pub const SHIPS: [&str; 3] = ["Pequod", "Rachel", "Delight"];
 /// Fills the entry with `model`, sampling at temperature 0.7 from `seed`.
 pub fn fill(model: &TextModel, seed: u64) -> Result<InfillResult> {
     let decode = GenerateConfig { temperature: 0.7, seed, ..GenerateConfig::default() };
-    Ok(infill(model, &register_entry(), &InfillOptions { steps: None, decode, context: None }, None)?)
+    Ok(infill(model, &register_entry(), &InfillOptions { decode, ..InfillOptions::default() }, None)?)
 }
 
 fn main() -> Result<()> {

@@ -113,6 +113,12 @@ fn text_to_music_writes_audio_spectrogram_and_report() {
     let looped = dir.join("loop.wav");
     json(&stipple(&["--json", "audio", "drums", "--loop", "--model", &s(&model), "--seconds", "1", "--steps", "2", "--out", &s(&looped)]));
     assert_eq!(wav_len(&looped).0, 16_000);
+    // a continuation is the clip and then one second more
+    let longer = dir.join("longer.wav");
+    let v = json(&stipple(&["--json", "audio", "drums", "--continue-from", &s(&looped), "--model", &s(&model), "--seconds", "1", "--steps", "2", "--out", &s(&longer)]));
+    assert_eq!(wav_len(&longer).0, 32_000, "{v}");
+    let both = stipple(&["audio", "drums", "--continue-from", &s(&looped), "--loop", "--model", &s(&model), "--out", &s(&dir.join("x.wav"))]);
+    assert_eq!(both.status.code(), Some(2));
 }
 
 #[test]

@@ -229,6 +229,23 @@ fn img2img_inpaint_and_previews_run() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(preview.is_file() && out.is_file());
+    // --keep-unmasked: the pixels the mask keeps are the init image's exactly
+    let kept = dir.join("kept.png");
+    let o = stipple(&[
+        "--seed", "5", "image", "a yellow sun",
+        "--model", &fixtures().join("sd1-tiny").to_string_lossy(),
+        "--init-image", &init.to_string_lossy(), "--mask", &mask.to_string_lossy(), "--keep-unmasked",
+        "--steps", "4", "--out", &kept.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out_img, init_img) = (image::open(&kept).unwrap().to_rgb8(), image::open(&init).unwrap().to_rgb8());
+    let m = image::imageops::resize(&image::open(&mask).unwrap().to_luma8(), out_img.width(), out_img.height(), image::imageops::FilterType::Lanczos3);
+    let init_img = image::imageops::resize(&init_img, out_img.width(), out_img.height(), image::imageops::FilterType::Lanczos3);
+    let keep: Vec<_> = m.enumerate_pixels().filter(|(_, _, p)| p.0[0] < 128).map(|(x, y, _)| (x, y)).collect();
+    assert!(!keep.is_empty());
+    for (x, y) in keep {
+        assert_eq!(out_img.get_pixel(x, y), init_img.get_pixel(x, y), "kept pixel ({x}, {y}) changed");
+    }
     // a 4-channel model keeps the unmasked region close to the original
     let out2 = dir.join("out2.png");
     let o = stipple(&[

@@ -51,6 +51,18 @@ fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
     (0..n).map(|i| a + (b - a) * i as f64 / (n - 1) as f64).collect()
 }
 
+impl SpectrogramParams {
+    /// The centre frequency in Hz of spectrogram-image row `row` (row 0 is the top: the
+    /// highest band), for the frequency axis of a spectrogram view.
+    pub fn row_frequency(&self, row: usize) -> f64 {
+        let n = self.num_frequencies.max(1);
+        let (lo, hi) = (hz_to_mel(self.min_frequency, self.mel_scale), hz_to_mel(self.max_frequency, self.mel_scale));
+        // filter k's centre is point k + 1 of n + 2 evenly spaced mels
+        let k = (n - 1).saturating_sub(row.min(n - 1));
+        mel_to_hz(lo + (hi - lo) * (k + 1) as f64 / (n + 1) as f64, self.mel_scale)
+    }
+}
+
 impl MelFilterbank {
     /// The filterbank for `p` (its FFT size, rate, range, scale and normalisation).
     pub fn new(p: &SpectrogramParams) -> Result<Self> {
@@ -198,5 +210,15 @@ mod tests {
         let p = SpectrogramParams { num_frequencies: 4000, padded_duration_ms: 20, window_duration_ms: 10, ..SpectrogramParams::riffusion() };
         let e = MelFilterbank::new(&p).unwrap_err().to_string();
         assert!(e.contains("covers no FFT bin"), "{e}");
+    }
+
+    #[test]
+    fn rows_run_from_high_to_low_frequencies_inside_the_range() {
+        let p = SpectrogramParams::riffusion();
+        let top = p.row_frequency(0);
+        let bottom = p.row_frequency(p.num_frequencies - 1);
+        assert!(top < p.max_frequency && top > 0.9 * p.max_frequency, "{top}");
+        assert!(bottom > p.min_frequency && bottom < 100.0, "{bottom}");
+        assert!((1..p.num_frequencies).all(|r| p.row_frequency(r) < p.row_frequency(r - 1)));
     }
 }

@@ -57,6 +57,10 @@ pub struct MusicRequest {
     pub to_seed: Option<u64>,
     /// Make the end flow into the start.
     pub looped: bool,
+    /// A clip to continue (mono samples at the model's rate): the new music is painted on
+    /// from its last quarter window, and the result is this clip with the continuation
+    /// crossfaded onto its end (`seconds` is the length added).
+    pub continue_from: Option<Vec<f32>>,
 }
 
 impl Default for MusicRequest {
@@ -74,6 +78,7 @@ impl Default for MusicRequest {
             to_prompt: None,
             to_seed: None,
             looped: false,
+            continue_from: None,
         }
     }
 }
@@ -91,12 +96,33 @@ pub static PARAMS: Table<MusicRequest> = Table {
         Param { name: "guidance", flag: "--guidance", range: Range::closed(0.0, 100.0), help: "classifier-free guidance scale", get: |r| r.guidance, set: |r, v| r.guidance = Some(v) },
         Param { name: "strength", flag: "--strength", range: Range::open_closed(0.0, 1.0), help: "how much of the init audio (and of the seed window when interpolating) to repaint", get: |r| Some(r.strength), set: |r, v| r.strength = v },
     ],
-    rules: &[Rule {
-        params: "init_audio",
-        help: "the init audio holds at least one sample",
-        check: |r| if r.init_audio.as_ref().is_some_and(Vec::is_empty) { Err("the init audio is empty".into()) } else { Ok(()) },
-        break_it: |r| r.init_audio = Some(Vec::new()),
-    }],
+    rules: &[
+        Rule {
+            params: "init_audio",
+            help: "the init audio holds at least one sample",
+            check: |r| if r.init_audio.as_ref().is_some_and(Vec::is_empty) { Err("the init audio is empty".into()) } else { Ok(()) },
+            break_it: |r| r.init_audio = Some(Vec::new()),
+        },
+        Rule {
+            params: "continue_from",
+            help: "the clip to continue holds at least one sample",
+            check: |r| if r.continue_from.as_ref().is_some_and(Vec::is_empty) { Err("the clip to continue is empty".into()) } else { Ok(()) },
+            break_it: |r| r.continue_from = Some(Vec::new()),
+        },
+        Rule {
+            params: "continue_from, init_audio, looped",
+            help: "a continuation is neither a transformation of init audio nor a loop",
+            check: |r| match (&r.continue_from, &r.init_audio, r.looped) {
+                (Some(_), Some(_), _) => Err("continue a clip or transform init audio, not both".into()),
+                (Some(_), _, true) => Err("a continuation cannot be looped (its start is the clip it continue_from)".into()),
+                _ => Ok(()),
+            },
+            break_it: |r| {
+                r.continue_from = Some(vec![0.0; 16]);
+                r.looped = true;
+            },
+        },
+    ],
 };
 
 impl MusicRequest {
@@ -160,6 +186,11 @@ impl Riffusion {
         let width = self.window_columns();
         let height = p.num_frequencies;
         req.validate()?;
+        if let Some(a) = &req.continue_from
+            && a.len() as f64 > MAX_SECONDS * p.sample_rate as f64
+        {
+            return Err(AudioError::Invalid(format!("the clip to continue lasts {:.0} s; at most {MAX_SECONDS} s can be continued", a.len() as f64 / p.sample_rate as f64)));
+        }
         let init_columns = match &req.init_audio {
             Some(a) if a.len() as f64 > MAX_SECONDS * p.sample_rate as f64 => {
                 return Err(AudioError::Invalid(format!("the init audio lasts {:.0} s; at most {MAX_SECONDS} s can be transformed", a.len() as f64 / p.sample_rate as f64)));
@@ -175,14 +206,16 @@ impl Riffusion {
         };
         // a loop is made a little longer and its tail crossfaded into its start
         let fade_columns = if req.looped { (columns / 4).clamp(1, width / 4) } else { 0 };
-        let total = columns + fade_columns;
         let overlap = width / 4;
+        // a continuation's canvas starts with the last quarter window of the clip it continue_from
+        let lead = if req.continue_from.is_some() { overlap } else { 0 };
+        let total = lead + columns + fade_columns;
         let stride = width - overlap;
         let windows = if total <= width { 1 } else { 1 + (total - width).div_ceil(stride) };
         // windows after the first (and init audio, and interpolation) are repainted at
         // `strength`: at least one step must run, checked before the first window is painted
         let steps = req.steps.unwrap_or_else(|| self.pipeline.default_steps());
-        let repaints = windows > 1 || req.init_audio.is_some() || req.to_prompt.is_some() || req.to_seed.is_some();
+        let repaints = windows > 1 || req.init_audio.is_some() || req.to_prompt.is_some() || req.to_seed.is_some() || req.continue_from.is_some();
         if repaints && (steps as f64 * req.strength) < 1.0 {
             return Err(AudioError::Invalid(format!(
                 "strength {} with {steps} steps runs no denoising step in the windows that are repainted (int(steps x strength) must be at least 1)",
@@ -194,7 +227,7 @@ impl Riffusion {
         // covers the windows' own checks
         let _reserved = if self.pipeline.device().is_cpu() {
             let render = self.codec.render_estimate(total);
-            let img2img = (windows > 1 || req.init_audio.is_some()).then(|| DynamicImage::new_rgb8(1, 1));
+            let img2img = (windows > 1 || req.init_audio.is_some() || req.continue_from.is_some()).then(|| DynamicImage::new_rgb8(1, 1));
             let window = self.pipeline.estimate(&ImageRequest { width: Some(width), height: Some(height), guidance: req.guidance, init_image: img2img, ..ImageRequest::default() })?;
             // painting and rendering come one after the other: the larger is the peak
             let factor = stipple_core::memory::allocator_factor();
@@ -214,6 +247,15 @@ impl Riffusion {
         let started = Instant::now();
         let mut steps_done = 0;
         let mut canvas = RgbImage::from_pixel(total as u32, height as u32, image::Rgb([255, 255, 255]));
+        let continued = match &req.continue_from {
+            Some(clip) => {
+                let img = self.codec.image_from_audio(clip)?.0;
+                let from = img.width().saturating_sub(lead as u32);
+                image::imageops::replace(&mut canvas, &image::imageops::crop_imm(&img, from, 0, lead as u32, height as u32).to_image(), 0, 0);
+                Some(img)
+            }
+            None => None,
+        };
         let mut first_window: Option<RgbImage> = None;
         for k in 0..windows {
             cancel.check().map_err(|_| AudioError::Cancelled)?;
@@ -237,7 +279,7 @@ impl Riffusion {
                 image_req.init_image = Some(DynamicImage::ImageRgb8(crop_padded(init, x0, width)));
             } else if interpolate && k > 0 {
                 image_req.init_image = first_window.clone().map(DynamicImage::ImageRgb8);
-            } else if k > 0 {
+            } else if k > 0 || lead > 0 {
                 let (init, mask) = continuation(&canvas, x0, overlap, width);
                 image_req.init_image = Some(DynamicImage::ImageRgb8(init));
                 image_req.mask = Some(DynamicImage::ImageLuma8(mask));
@@ -261,20 +303,34 @@ impl Riffusion {
             if first_window.is_none() {
                 first_window = Some(window.clone());
             }
-            paste_crossfaded(&mut canvas, &window, x0, if k == 0 { 0 } else { overlap });
+            paste_crossfaded(&mut canvas, &window, x0, if k == 0 && lead == 0 { 0 } else { overlap });
         }
         let diffusion_seconds = started.elapsed().as_secs_f64();
         let render_start = Instant::now();
-        let canvas = if req.looped { loop_canvas(&canvas, columns, fade_columns) } else { image::imageops::crop_imm(&canvas, 0, 0, columns as u32, height as u32).to_image() };
+        let canvas = if req.looped { loop_canvas(&canvas, columns, fade_columns) } else { image::imageops::crop_imm(&canvas, 0, 0, (lead + columns) as u32, height as u32).to_image() };
         let audio = self.codec.audio_from_image(&canvas, DEFAULT_MAX_VALUE, PhaseInit::Random(req.seed))?;
+        let lead_samples = (lead * p.hop_length()).min(audio.len());
         let samples = match req.seconds {
-            Some(s) => ((s * p.sample_rate as f64).round() as usize).min(audio.len()),
+            Some(s) => (lead_samples + (s * p.sample_rate as f64).round() as usize).min(audio.len()),
             None => audio.len(),
         };
+        let (audio, spectrogram) = match (&req.continue_from, continued) {
+            (Some(clip), Some(clip_image)) => {
+                // the clip as it was, then the new part, crossfaded over the re-rendered half
+                // of the lead (the same music rendered twice, so the join does not jump)
+                let fade = lead_samples / 2;
+                let joined = crate::mix::crossfade(&[clip, &audio[lead_samples - fade..samples]], fade);
+                let mut both = RgbImage::new(clip_image.width() + (canvas.width() - lead as u32), height as u32);
+                image::imageops::replace(&mut both, &clip_image, 0, 0);
+                image::imageops::replace(&mut both, &image::imageops::crop_imm(&canvas, lead as u32, 0, canvas.width() - lead as u32, height as u32).to_image(), clip_image.width() as i64, 0);
+                (joined, both)
+            }
+            _ => (audio[..samples].to_vec(), canvas),
+        };
         Ok(MusicOutput {
-            audio: audio[..samples].to_vec(),
+            audio,
             sample_rate: p.sample_rate,
-            spectrogram: canvas,
+            spectrogram,
             windows,
             diffusion_seconds,
             render_seconds: render_start.elapsed().as_secs_f64(),

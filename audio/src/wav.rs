@@ -24,10 +24,11 @@ pub struct Mono {
     pub sample_rate: u32,
 }
 
-/// Reads `path` as mono at `rate` samples per second.
+/// Reads `path` as mono at `rate` samples per second (0: the file's own rate).
 pub fn read_mono(path: &Path, rate: u32) -> Result<Mono> {
     let mut reader = hound::WavReader::open(path).map_err(|e| file_err(path, format!("not a readable WAV file: {e}")))?;
     let spec = reader.spec();
+    let rate = if rate == 0 { spec.sample_rate } else { rate };
     let channels = spec.channels.max(1) as usize;
     // the header says how long the file is: refused before reading when it cannot fit
     let declared = reader.len() as usize;

@@ -120,6 +120,30 @@ fn loops_keep_the_length_and_join_end_to_start() -> Result<()> {
     Ok(())
 }
 
+/// A continuation keeps the clip as it was and adds `seconds` of new music after it,
+/// without a jump at the join; its spectrogram is the clip's and then the new part's.
+#[test]
+fn continuations_keep_the_clip_and_add_music_after_it() -> Result<()> {
+    let r = load();
+    let first = run(&r, &req("jazz", 1.0));
+    let out = run(&r, &MusicRequest { continue_from: Some(first.audio.clone()), seed: 9, ..req("jazz", 1.0) });
+    // the clip, then one second more; the crossfade overlaps at most the clip's last eighth
+    // window (the mini model's window: 64 columns of 512 samples)
+    assert_eq!(out.audio.len(), first.audio.len() + 16_000);
+    let kept = first.audio.len() - 64 * 512 / 8;
+    assert_eq!(&out.audio[..kept], &first.audio[..kept]);
+    let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+    let added = &out.audio[first.audio.len()..];
+    assert!(rms(added) > 0.01, "the continuation is silent");
+    assert!(out.spectrogram.width() > first.spectrogram.width());
+    assert_eq!(image::imageops::crop_imm(&out.spectrogram, 0, 0, first.spectrogram.width(), 64).to_image(), first.spectrogram);
+    // what cannot be combined is refused before any work
+    let bad = |q: MusicRequest| r.generate(&q, &mut NoProgress, &CancelToken::new()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(bad(MusicRequest { continue_from: Some(first.audio.clone()), looped: true, ..req("x", 1.0) }).contains("loop"));
+    assert!(bad(MusicRequest { continue_from: Some(vec![]), ..req("x", 1.0) }).contains("empty"));
+    Ok(())
+}
+
 #[test]
 fn bad_requests_and_cancellation_are_errors() {
     let r = load();

@@ -1,8 +1,8 @@
 //! What the Image and Music tabs share, since both drive the same latent-diffusion
-//! pipeline: the model loading in the background (and reloading from a typed folder), the
-//! controls that adopt a freshly loaded model's defaults, and the runs.
+//! pipeline: the model (loading in the background, reloading from a chosen folder), the
+//! controls that adopt a freshly loaded model's defaults, and the last result.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
@@ -13,8 +13,7 @@ use stipple_image::StableDiffusion;
 use crate::diffusion_controls::DiffusionControls;
 use crate::job::Waker;
 use crate::model_slot::ModelSlot;
-use crate::run::Runs;
-use crate::widgets;
+use crate::run::LastRun;
 
 /// A model a diffusion tab can load: something built on a [`StableDiffusion`] pipeline.
 pub trait PipelineModel: Send + Sync + Sized + 'static {
@@ -42,86 +41,66 @@ impl PipelineModel for Riffusion {
     }
 }
 
-/// A diffusion tab's model, controls and runs (results `T`, previews `P`).
-pub struct DiffusionTab<M, T, P = ()> {
+/// A diffusion tab's model, controls and last result (`T`).
+pub struct DiffusionTab<M, T> {
     /// The model.
     pub slot: ModelSlot<M>,
-    device: Device,
     /// Prompt and sampling settings.
     pub controls: DiffusionControls,
-    defaults_applied: bool,
-    /// Runs and their results.
-    pub runs: Runs<T, P>,
-    /// The folder typed into "Model folder".
-    pub model_path: String,
+    /// The last result.
+    pub last: LastRun<T>,
+    /// Keep the controls when the next model loads (parameters being reused).
+    pub keep_controls: bool,
 }
 
-impl<M: PipelineModel, T: Send + 'static, P: Clone + Send + 'static> DiffusionTab<M, T, P> {
+impl<M: PipelineModel, T> DiffusionTab<M, T> {
     /// A tab loading `model` (when given) on `device`; `empty` says what to do without one.
     pub fn new(model: Option<&Path>, device: Device, wake: Waker, empty: &str, controls: DiffusionControls) -> Self {
-        let slot = match model {
-            Some(p) => Self::load_slot(p, &device, wake),
-            None => ModelSlot::Empty(empty.into()),
-        };
-        let model_path = model.map(|p| p.display().to_string()).unwrap_or_default();
-        Self { slot, device, controls, defaults_applied: false, runs: Runs::default(), model_path }
+        let slot = ModelSlot::new(model, empty, "model_index.json", wake, Arc::new(move |p: &Path| M::load(p, &device)));
+        Self { slot, controls, last: LastRun::default(), keep_controls: false }
     }
 
-    fn load_slot(path: &Path, device: &Device, wake: Waker) -> ModelSlot<M> {
-        let device = device.clone();
-        ModelSlot::load(path, wake, move |p| M::load(p, &device))
-    }
-
-    /// Switches to the model in `path`.
-    pub fn load(&mut self, path: &Path, wake: Waker) {
-        self.slot = Self::load_slot(path, &self.device, wake);
-        self.defaults_applied = false;
-    }
-
-    /// Whether a generation is running.
-    pub fn is_running(&self) -> bool {
-        self.runs.is_running()
-    }
-
-    /// Moves finished work along (a loaded model sets the controls' defaults once); called
-    /// once per frame.
+    /// Moves a finished load along (a new model sets the controls' defaults unless
+    /// parameters are being reused); call once per frame.
     pub fn poll(&mut self) {
-        self.slot.poll();
-        if !self.defaults_applied {
-            if let Some(m) = self.slot.ready() {
+        if self.slot.poll() {
+            if let (false, Some(m)) = (self.keep_controls, self.slot.ready()) {
                 self.controls.adopt_defaults(m.pipeline());
-                self.defaults_applied = true;
             }
+            self.keep_controls = false;
         }
-        self.runs.poll();
+    }
+
+    /// The model's folder, as recorded in parameters.
+    pub fn model_name(&self) -> String {
+        self.slot.path().map(|p| p.display().to_string()).unwrap_or_default()
     }
 
     /// What a new run needs: the model, the chosen sampler and the seed. `None` (with the
     /// reason shown as the run's error) when no model is loaded or the sampler is unknown.
     pub fn prepare_run(&mut self) -> Option<(Arc<M>, Option<SamplerSpec>, u64)> {
         let Some(model) = self.slot.ready().cloned() else {
-            self.runs.refuse(self.slot.describe());
+            self.last.failed(self.slot.describe());
             return None;
         };
         match self.controls.sampler_spec() {
             Ok(sampler) => Some((model, sampler, self.controls.next_seed())),
             Err(e) => {
-                self.runs.refuse(format!("{e:#}"));
+                self.last.failed(format!("{e:#}"));
                 None
             }
         }
     }
 
-    /// The model line and the "Model folder" field with its Load button.
-    pub fn model_ui(&mut self, ui: &mut egui::Ui, wake: &Waker) {
-        widgets::model_line(ui, &self.slot.describe());
-        let running = self.is_running();
-        ui.horizontal(|ui| {
-            widgets::singleline(ui, "Model folder", &mut self.model_path);
-            if ui.add_enabled(!running && !self.model_path.trim().is_empty(), egui::Button::new("Load")).clicked() {
-                let p = PathBuf::from(self.model_path.trim());
-                self.load(&p, wake.clone());
-            }
-        });
+    /// Switches to the model a reused run was made with, when it is another folder that
+    /// exists (the controls keep the reused values).
+    pub fn follow_model(&mut self, model: &str) {
+        let p = Path::new(model);
+        if model.is_empty() || self.slot.path() == Some(p) || !p.exists() {
+            return;
+        }
+        self.keep_controls = true;
+        self.slot.folder = model.to_string();
+        self.slot.load(p);
     }
 }

@@ -1,88 +1,44 @@
-//! One tab's generation runs: the job in flight, the last result or error, and how long it
-//! took. Every tab drives its runs through this, so starting, cancelling and collecting
-//! results behave the same everywhere.
+//! What a tab shows of its runs: the last result with its statistics (kept when a later
+//! run fails or is cancelled), the error of the last run, and the Generate / Cancel bar
+//! over the shared queue. Every tab uses these, so runs behave the same everywhere.
 
-use std::time::Duration;
+use crate::app::Tab;
+use crate::widgets;
+use crate::work::{StudioQueue, progress_of, waiting_for};
 
-use crate::job::{Job, Outcome, Status};
-use crate::widgets::{self, RunAction};
-
-/// A tab's runs, producing `T` with previews `P`.
-pub struct Runs<T, P = ()> {
-    job: Option<Job<T, P>>,
+/// A tab's last result (`T`) and what became of its newest run.
+pub struct LastRun<T> {
     /// The last result.
     pub result: Option<T>,
-    /// Why the last run failed ("cancelled" when it was), or why it could not start.
+    /// Its statistics line.
+    pub stats: Option<String>,
+    /// Why the newest run failed ("cancelled" when it was), or could not start.
     pub error: Option<String>,
-    /// Wall time of the last run.
-    pub last_time: Option<Duration>,
     /// Results so far (tells the UI when to redraw a picture).
     pub finished: usize,
+    /// The result's history entry.
+    pub history_id: Option<u64>,
 }
 
-impl<T: Send + 'static, P: Clone + Send + 'static> Default for Runs<T, P> {
+impl<T> Default for LastRun<T> {
     fn default() -> Self {
-        Self { job: None, result: None, error: None, last_time: None, finished: 0 }
+        Self { result: None, stats: None, error: None, finished: 0, history_id: None }
     }
 }
 
-impl<T: Send + 'static, P: Clone + Send + 'static> Runs<T, P> {
-    /// Tracks a started job.
-    pub fn start(&mut self, job: Job<T, P>) {
+impl<T> LastRun<T> {
+    /// Shows a new result.
+    pub fn done(&mut self, result: T, stats: String, history_id: Option<u64>) {
+        self.result = Some(result);
+        self.stats = Some(stats);
         self.error = None;
-        self.job = Some(job);
+        self.finished += 1;
+        self.history_id = history_id;
     }
 
-    /// Records why a run could not start.
-    pub fn refuse(&mut self, why: impl std::fmt::Display) {
+    /// Records why a run failed or could not start; the last result stays.
+    pub fn failed(&mut self, why: impl std::fmt::Display) {
         self.error = Some(why.to_string());
-    }
-
-    /// Collects a finished job's result; called once per frame.
-    pub fn poll(&mut self) {
-        let Some(job) = &mut self.job else { return };
-        if let Outcome::Done(result, took) = job.poll() {
-            self.job = None;
-            self.last_time = Some(took);
-            match result {
-                Ok(r) => {
-                    self.result = Some(r);
-                    self.finished += 1;
-                    self.error = None;
-                }
-                Err(e) => self.error = Some(format!("{e:#}")),
-            }
-        }
-    }
-
-    /// Whether a run is in flight.
-    pub fn is_running(&self) -> bool {
-        self.job.is_some()
-    }
-
-    /// Asks the run in flight to stop at its next step.
-    pub fn cancel(&self) {
-        if let Some(j) = &self.job {
-            j.cancel();
-        }
-    }
-
-    /// What the run in flight last reported.
-    pub fn status(&self) -> Option<Status<P>> {
-        self.job.as_ref().map(Job::status)
-    }
-
-    /// Generate / Cancel and the progress bar (cancelling is handled here).
-    pub fn bar(&self, ui: &mut egui::Ui, ready: bool) -> bool {
-        let progress = self.status().map(|s| (s.step, s.total));
-        match widgets::run_bar(ui, self.is_running(), ready, progress) {
-            RunAction::Start => true,
-            RunAction::Cancel => {
-                self.cancel();
-                false
-            }
-            RunAction::None => false,
-        }
     }
 
     /// The error line, when there is one.
@@ -91,4 +47,42 @@ impl<T: Send + 'static, P: Clone + Send + 'static> Runs<T, P> {
             widgets::error(ui, e);
         }
     }
+
+    /// The statistics line, when there is a result.
+    pub fn stats_ui(&self, ui: &mut egui::Ui) {
+        if let Some(s) = &self.stats {
+            ui.weak(s);
+        }
+    }
+}
+
+/// Generate, Cancel and the progress of `tab`'s running job (step, time per step, time
+/// left), and how many jobs wait. Cancel stops only this tab's running job. True when
+/// Generate was clicked (the tab then queues a job).
+pub fn run_bar(ui: &mut egui::Ui, queue: &mut StudioQueue, tab: Tab, ready: bool) -> bool {
+    let progress = progress_of(queue, tab);
+    let busy = !queue.is_idle();
+    let mut start = false;
+    ui.horizontal(|ui| {
+        let hint = if busy { "adds a job to the queue (Ctrl+Enter)" } else { "start (Ctrl+Enter)" };
+        if ui.add_enabled(ready, egui::Button::new("Generate")).on_hover_text(hint).clicked() {
+            start = true;
+        }
+        if ui.add_enabled(progress.is_some(), egui::Button::new("Cancel")).on_hover_text("stop this tab's running job (Esc)").clicked()
+            && let Some(p) = &progress
+        {
+            queue.cancel(p.id);
+        }
+        if let Some(p) = &progress {
+            let f = if p.total > 0 { p.step as f32 / p.total as f32 } else { 0.0 };
+            ui.add(egui::ProgressBar::new(f).text(p.describe()).animate(true));
+        } else if let Some(r) = queue.running() {
+            ui.weak(format!("waiting: job #{} ({}) is running", r.id, r.meta.params.label()));
+        }
+    });
+    let waiting = waiting_for(queue, tab);
+    if waiting > 0 {
+        ui.weak(format!("{waiting} queued in this tab"));
+    }
+    start
 }

@@ -72,6 +72,20 @@ pub fn mask_to_tensor(img: &DynamicImage, width: usize, height: usize, device: &
     Ok(Tensor::from_vec(data, (1, 1, height, width), device)?)
 }
 
+/// Puts `init`'s pixels back into `out` wherever `mask` (both scaled to `out`'s size as
+/// the pipeline scales them) keeps the picture: inpainting then changes masked pixels only.
+pub fn keep_unmasked(out: &mut RgbImage, init: &DynamicImage, mask: &DynamicImage) {
+    let (w, h) = (out.width() as usize, out.height() as usize);
+    let init = resized(init, w, h).to_rgb8();
+    let mask = resized(&DynamicImage::ImageLuma8(mask.to_luma8()), w, h).to_luma8();
+    for ((px, src), m) in out.pixels_mut().zip(init.pixels()).zip(mask.pixels()) {
+        // the same threshold as mask_to_tensor: below one half keeps
+        if (m.0[0] as f32 / 255.0) < 0.5 {
+            *px = *src;
+        }
+    }
+}
+
 /// Decoder output `[b, 3, h, w]` (about [-1, 1]) -> values in [0, 1] as `[b, h, w, 3]` f32.
 pub fn to_unit_hwc(decoded: &Tensor) -> Result<Tensor> {
     Ok(decoded.to_dtype(DType::F32)?.affine(0.5, 0.5)?.clamp(0f32, 1f32)?.permute((0, 2, 3, 1))?.contiguous()?)
@@ -88,4 +102,21 @@ pub fn to_rgb_images(unit_hwc: &Tensor) -> Result<Vec<RgbImage>> {
             RgbImage::from_raw(w as u32, h as u32, px).ok_or_else(|| Error::Image("image buffer size mismatch".into()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeping_unmasked_pixels_scales_the_init_and_mask_to_the_output() {
+        // a 4x4 output; the init is 8x8 (scaled down), the mask's right half repaints
+        let mut out = RgbImage::from_pixel(4, 4, image::Rgb([200, 0, 0]));
+        let init = DynamicImage::ImageRgb8(RgbImage::from_pixel(8, 8, image::Rgb([0, 50, 0])));
+        let mask = DynamicImage::ImageLuma8(image::GrayImage::from_fn(8, 8, |x, _| image::Luma([if x >= 4 { 255 } else { 0 }])));
+        keep_unmasked(&mut out, &init, &mask);
+        for (x, _, p) in out.enumerate_pixels() {
+            assert_eq!(p.0, if x >= 2 { [200, 0, 0] } else { [0, 50, 0] }, "column {x}");
+        }
+    }
 }

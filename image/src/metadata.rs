@@ -110,6 +110,139 @@ impl GenerationInfo {
     }
 }
 
+/// The stipple sampler name of an A1111 display name (`Euler a` → `euler-a`, `DPM++ 2M
+/// Karras` → `dpm++2m-karras`); names stipple does not have come back unchanged.
+pub fn stipple_sampler_name(a1111: &str) -> String {
+    let (base, karras) = match a1111.trim().strip_suffix(" Karras") {
+        Some(b) => (b, true),
+        None => (a1111.trim(), false),
+    };
+    let name = match base {
+        "Euler" => "euler",
+        "Euler a" => "euler-a",
+        "Heun" => "heun",
+        "DDIM" => "ddim",
+        "PLMS" => "pndm",
+        "DDPM" => "ddpm",
+        "DPM++ 2M" => "dpm++2m",
+        "DPM++ 2M SDE" => "dpm++2m-sde",
+        "UniPC" => "unipc",
+        "LCM" => "lcm",
+        _ => return a1111.trim().to_string(),
+    };
+    if karras { format!("{name}-karras") } else { name.to_string() }
+}
+
+/// The `Key: value, Key: "quoted, value"` pairs of A1111's last parameters line.
+fn a1111_pairs(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = line.trim();
+    while let Some((key, after)) = rest.split_once(':') {
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            // a quoted value runs to the next unescaped quote
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
+            let end = end.unwrap_or(quoted.len());
+            let rest = quoted[end..].trim_start_matches('"');
+            (quoted[..end].replace("\\\"", "\""), rest.split_once(',').map_or("", |(_, r)| r))
+        } else {
+            match after.split_once(',') {
+                Some((v, r)) => (v.trim().to_string(), r),
+                None => (after.trim().to_string(), ""),
+            }
+        };
+        out.push((key.trim().to_string(), value));
+        rest = next.trim_start();
+    }
+    out
+}
+
+impl GenerationInfo {
+    /// Reads the parameters of a PNG made by stipple (its `stipple` JSON chunk) or by
+    /// AUTOMATIC1111 and the tools that copy it (the `parameters` text chunk): what A1111
+    /// calls PNG Info. Fails with a clear message when the file has neither.
+    pub fn from_png(path: &Path) -> Result<Self> {
+        let chunks = read_text_chunks(path)?;
+        if let Some(json) = chunks.get(JSON_KEYWORD) {
+            let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::Image(format!("{}: the stipple metadata is not valid JSON: {e}", path.display())))?;
+            return Self::from_json(&v).map_err(|e| Error::Image(format!("{}: {e}", path.display())));
+        }
+        match chunks.get("parameters") {
+            Some(text) => Self::from_a1111_parameters(text).map_err(|e| Error::Image(format!("{}: {e}", path.display()))),
+            None => Err(Error::Image(format!("{}: no generation parameters in this PNG (neither stipple's nor AUTOMATIC1111's)", path.display()))),
+        }
+    }
+
+    /// The inverse of [`GenerationInfo::to_json`].
+    pub fn from_json(v: &serde_json::Value) -> std::result::Result<Self, String> {
+        let int = |k: &str| v[k].as_u64().map(|x| x as usize).ok_or_else(|| format!("the metadata has no {k}"));
+        let text = |k: &str| v[k].as_str().map(str::to_string);
+        Ok(Self {
+            prompt: text("prompt").ok_or("the metadata has no prompt")?,
+            negative_prompt: text("negative_prompt"),
+            steps: int("steps")?,
+            sampler: text("scheduler").unwrap_or_default(),
+            guidance: v["guidance"].as_f64().ok_or("the metadata has no guidance")?,
+            guidance_rescale: v["guidance_rescale"].as_f64().unwrap_or(0.0),
+            seed: v["seed"].as_u64(),
+            width: int("width")?,
+            height: int("height")?,
+            model: text("model").unwrap_or_default(),
+            strength: v["strength"].as_f64(),
+        })
+    }
+
+    /// Parses A1111's `parameters` text: the prompt, an optional `Negative prompt:` part,
+    /// then a last line of `Key: value` pairs (Steps, Sampler, CFG scale, Seed, Size, ...).
+    pub fn from_a1111_parameters(text: &str) -> std::result::Result<Self, String> {
+        let text = text.trim_end();
+        let (head, last) = text.rsplit_once('\n').unwrap_or(("", text));
+        let pairs = a1111_pairs(last);
+        let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let steps = get("Steps").ok_or("no \"Steps:\" line in the parameters: not AUTOMATIC1111 metadata")?;
+        let (prompt, negative) = match head.find("Negative prompt:") {
+            Some(i) if i == 0 || head[..i].ends_with('\n') => (head[..i].trim_end_matches('\n'), Some(head[i + "Negative prompt:".len()..].trim())),
+            _ => (head, None),
+        };
+        let number = |k: &str, v: &str| v.trim().parse::<f64>().map_err(|_| format!("{k} {v:?} is not a number"));
+        let (width, height) = match get("Size") {
+            Some(s) => {
+                let (w, h) = s.split_once('x').ok_or_else(|| format!("Size {s:?} is not WIDTHxHEIGHT"))?;
+                (number("width", w)? as usize, number("height", h)? as usize)
+            }
+            None => (512, 512),
+        };
+        let mut sampler = get("Sampler").map(stipple_sampler_name).unwrap_or_default();
+        if get("Schedule type") == Some("Karras") && !sampler.ends_with("-karras") {
+            sampler.push_str("-karras");
+        }
+        Ok(Self {
+            prompt: prompt.to_string(),
+            negative_prompt: negative.filter(|n| !n.is_empty()).map(str::to_string),
+            steps: number("Steps", steps)? as usize,
+            sampler,
+            guidance: get("CFG scale").map(|v| number("CFG scale", v)).transpose()?.unwrap_or(7.0),
+            guidance_rescale: get("CFG Rescale phi").map(|v| number("CFG Rescale phi", v)).transpose()?.unwrap_or(0.0),
+            seed: get("Seed").and_then(|s| s.trim().parse().ok()),
+            width,
+            height,
+            model: get("Model").unwrap_or_default().to_string(),
+            strength: get("Denoising strength").map(|v| number("Denoising strength", v)).transpose()?,
+        })
+    }
+}
+
 fn is_latin1(s: &str) -> bool {
     s.chars().all(|c| (c as u32) < 256)
 }
@@ -214,5 +347,25 @@ mod tests {
         let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")).count();
         assert_eq!(leftovers, 0);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn png_info_reads_stipple_and_a1111_parameters() {
+        // stipple's own text round-trips through the A1111 parser too
+        let mut i = info("a cat, sitting");
+        i.strength = Some(0.6);
+        let back = GenerationInfo::from_a1111_parameters(&i.a1111_parameters()).unwrap();
+        assert_eq!((back.prompt.as_str(), back.negative_prompt.as_deref(), back.steps, back.sampler.as_str()), ("a cat, sitting", Some("blurry"), 20, "dpm++2m-karras"));
+        assert_eq!((back.guidance, back.seed, back.width, back.height, back.model.as_str(), back.strength), (7.0, Some(42), 64, 32, "sd1-tiny", Some(0.6)));
+        // what AUTOMATIC1111 1.10 writes: a multi-line prompt, quoted values, the schedule apart
+        let a1111 = "masterpiece, a castle\non a hill\nNegative prompt: lowres, bad\nhands\nSteps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 3913845823, Size: 768x512, Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Lora hashes: \"a: 1, b: 2\", Version: v1.10.1";
+        let p = GenerationInfo::from_a1111_parameters(a1111).unwrap();
+        assert_eq!(p.prompt, "masterpiece, a castle\non a hill");
+        assert_eq!(p.negative_prompt.as_deref(), Some("lowres, bad\nhands"));
+        assert_eq!((p.steps, p.sampler.as_str(), p.guidance, p.seed, p.width, p.height), (28, "dpm++2m-karras", 6.5, Some(3913845823), 768, 512));
+        assert_eq!(p.model, "v1-5-pruned-emaonly");
+        assert_eq!(GenerationInfo::from_json(&i.to_json()).unwrap().strength, Some(0.6));
+        assert!(GenerationInfo::from_a1111_parameters("just a prompt").unwrap_err().contains("Steps"));
+        assert!(GenerationInfo::from_a1111_parameters("p\nSteps: many").unwrap_err().contains("not a number"));
     }
 }

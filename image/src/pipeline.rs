@@ -346,7 +346,12 @@ impl StableDiffusion {
         let loop_start = Instant::now();
         let latents = samplers::sample(scheduler.as_mut(), start_latents.latents, start, &mut denoiser, noise, progress, cancel)?;
         let denoise_seconds = loop_start.elapsed().as_secs_f64();
-        let (pixels, images) = self.decode_latents(&latents)?;
+        let (pixels, mut images) = self.decode_latents(&latents)?;
+        if let (true, Some(init), Some(mask)) = (req.keep_unmasked, &req.init_image, &req.mask) {
+            for img in &mut images {
+                image_io::keep_unmasked(img, init, mask);
+            }
+        }
         let info = GenerationInfo {
             prompt: req.prompt.clone(),
             negative_prompt: req.negative_prompt.clone(),

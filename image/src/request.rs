@@ -34,6 +34,10 @@ pub struct ImageRequest {
     pub strength: f64,
     /// Inpainting mask (white = repaint).
     pub mask: Option<DynamicImage>,
+    /// After inpainting, put the init image's pixels back outside the mask, so what was
+    /// not masked stays exactly as it was (A1111's overlay; diffusers leaves the VAE's
+    /// round trip there, slightly changed).
+    pub keep_unmasked: bool,
     /// Unit-variance initial noise `[batch, 4, h/f, w/f]` (diffusers' `latents=`), used
     /// instead of the first noise draw.
     pub latents: Option<Tensor>,
@@ -70,6 +74,7 @@ impl Default for ImageRequest {
             init_image: None,
             strength: 0.8,
             mask: None,
+            keep_unmasked: false,
             latents: None,
             prompt_blend: None,
             batch_prompts: Vec::new(),
@@ -146,6 +151,15 @@ pub static PARAMS: Table<ImageRequest> = Table {
             help: "a mask (inpainting) needs an init image",
             check: |r| if r.mask.is_some() && r.init_image.is_none() { Err("inpainting needs an init image (--init-image) as well as a mask".into()) } else { Ok(()) },
             break_it: |r| r.mask = Some(DynamicImage::new_luma8(8, 8)),
+        },
+        Rule {
+            params: "keep_unmasked, mask",
+            help: "keeping the unmasked pixels needs a mask",
+            check: |r| if r.keep_unmasked && r.mask.is_none() { Err("keep_unmasked needs a mask (--mask)".into()) } else { Ok(()) },
+            break_it: |r| {
+                r.keep_unmasked = true;
+                r.mask = None;
+            },
         },
         Rule {
             params: "strength, steps, init_image",

@@ -47,6 +47,7 @@ pub fn request(case: &Value, fixtures: &Path) -> Result<ImageRequest> {
         init_image: if kind == "txt2img" { None } else { Some(open("init.png")?) },
         strength: case["strength"].as_f64().unwrap_or(1.0),
         mask: if kind == "inpaint" { Some(open("mask.png")?) } else { None },
+        keep_unmasked: false,
         latents: None,
         prompt_blend: None,
         batch_prompts: Vec::new(),

@@ -119,6 +119,10 @@ pub struct GenerateArgs {
     /// Make a seamless loop (the end flows into the start).
     #[arg(long = "loop")]
     pub looped: bool,
+    /// Continue this WAV: the output is the clip with --seconds of new music crossfaded
+    /// onto its end, painted on from its last quarter window.
+    #[arg(long, conflicts_with_all = ["init_audio", "looped"])]
+    pub continue_from: Option<PathBuf>,
     /// Write the current window's spectrogram preview to this PNG after every step.
     #[arg(long)]
     pub preview: Option<PathBuf>,
@@ -226,6 +230,7 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<serde_json::Value> {
         to_prompt: a.to_prompt.clone(),
         to_seed: a.to_seed,
         looped: a.looped,
+        continue_from: None,
     };
     req.validate()?;
     let load_start = Instant::now();
@@ -234,6 +239,10 @@ fn generate(g: &Global, a: &GenerateArgs) -> Result<serde_json::Value> {
     let params = riff.codec().params().clone();
     if let Some(p) = &a.init_audio {
         req.init_audio = Some(wav::read_mono(p, params.sample_rate)?.samples);
+    }
+    if let Some(p) = &a.continue_from {
+        req.continue_from = Some(wav::read_mono(p, params.sample_rate)?.samples);
+        req.validate()?;
     }
     let previewer = preview.as_deref().map(|p| (Previewer::for_pipeline(&riff.pipeline, None), p));
     let mut progress = ImageProgress { bar: g.step_bar("music"), preview: previewer, error: None };

@@ -82,6 +82,9 @@ pub struct ImageArgs {
     /// Inpainting mask (white: repaint, black: keep); needs --init-image.
     #[arg(long, requires = "init_image")]
     pub mask: Option<PathBuf>,
+    /// Keep the pixels outside the mask exactly as in the init image (A1111's overlay).
+    #[arg(long, requires = "mask")]
+    pub keep_unmasked: bool,
     /// TAESD (a diffusers AutoencoderTiny folder or taesd_decoder.safetensors) for sharp per-step previews.
     #[arg(long)]
     pub taesd: Option<PathBuf>,
@@ -183,6 +186,7 @@ fn image_request(args: &ImageArgs, prompt: String, sampler: Option<SamplerSpec>)
         init_image,
         strength: args.strength,
         mask,
+        keep_unmasked: args.keep_unmasked,
         latents,
         prompt_blend: None,
         batch_prompts: Vec::new(),

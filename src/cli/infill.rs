@@ -45,7 +45,7 @@ pub fn run(g: &Global, args: &InfillArgs) -> Result<serde_json::Value> {
     let paths = text_outputs(g, args.out.as_deref(), 1, args.overwrite)?;
     let mut decode = GenerateConfig { seed: g.seed.unwrap_or(0), ..GenerateConfig::default() };
     args.decode.apply(&mut decode);
-    let opts = InfillOptions { steps: args.steps, decode, context: args.context.clone() };
+    let opts = InfillOptions { steps: args.steps, decode, context: args.context.clone(), ..InfillOptions::default() };
     let source = match &args.model {
         Some(m) => m.clone(),
         None => stipple::defaults::model("text")?.display().to_string(),

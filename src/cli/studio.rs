@@ -21,6 +21,10 @@ pub struct StudioArgs {
     /// Music (Riffusion-layout) folder (default: the embedded stipple-mini music model, when present).
     #[arg(long)]
     pub music_model: Option<PathBuf>,
+    /// Where every result is kept with its parameters (default: $STIPPLE_STUDIO_HISTORY,
+    /// else $XDG_DATA_HOME/stipple/history, else ~/.local/share/stipple/history).
+    #[arg(long)]
+    pub history: Option<PathBuf>,
 }
 
 /// The folder given, else the default model of `kind` (none when it is missing: the tab
@@ -38,6 +42,7 @@ pub fn run(g: &Global, args: &StudioArgs) -> Result<()> {
         image: model_or_default(&args.image_model, "image"),
         music: model_or_default(&args.music_model, "music"),
         device: g.device.clone(),
+        history: args.history.clone(),
     };
     stipple_gui::run(opts)
 }

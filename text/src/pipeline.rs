@@ -54,6 +54,26 @@ impl TextModel {
         out
     }
 
+    /// Each token's own text, so that the pieces join into the decoded text (a live view
+    /// shading tokens one by one). A piece is read in the context of the token before it,
+    /// which keeps the spaces tokenizers attach to word starts.
+    pub fn token_pieces(&self, ids: &[u32]) -> Vec<String> {
+        let decode = |t: &[u32]| self.tokenizer.decode(t, true).unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, &t) in ids.iter().enumerate() {
+            let alone = decode(&[t]);
+            let piece = match i.checked_sub(1).map(|j| ids[j]) {
+                Some(prev) => {
+                    let (before, both) = (decode(&[prev]), decode(&[prev, t]));
+                    both.strip_prefix(&before).map(str::to_string).unwrap_or(alone)
+                }
+                None => alone,
+            };
+            out.push(piece);
+        }
+        out
+    }
+
     /// Load a local folder, a hub id, a `.gguf` file (see [`TextModel::load_gguf`]), or a
     /// GGUF file of a hub repository (`owner/name:Q4_K_M`, `owner/name:FILE.gguf`).
     pub fn load(source: &str, device: &Device, dtype: DType) -> Result<Self> {

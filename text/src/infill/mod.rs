@@ -46,6 +46,8 @@ pub struct InfillOptions {
     pub decode: GenerateConfig,
     /// Text before the template (context the model sees, not part of the result).
     pub context: Option<String>,
+    /// Stops the decode between steps (the studio's Cancel).
+    pub cancel: CancelToken,
 }
 
 /// One filled hole.
@@ -270,7 +272,7 @@ pub fn infill(
         },
         mask: traits.mask_id,
     };
-    let run = decode(&model.lm, vec![canvas], &cfg, Some(&mut filter), progress, CancelToken::new())?;
+    let run = decode(&model.lm, vec![canvas], &cfg, Some(&mut filter), progress, opts.cancel.clone())?;
     let ids = run.rows[0].clone();
     let fills = holes
         .iter()
