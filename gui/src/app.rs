@@ -165,7 +165,7 @@ impl Studio {
             }
             Params::Image(p) => {
                 if seed_only {
-                    (self.image.tab.controls.seed, self.image.tab.controls.new_seed_each_run) = (p.seed, false);
+                    (self.image.tab.controls.seed, self.image.tab.controls.new_seed_each_run) = (p.run.seed, false);
                 } else {
                     let read = |name: &Option<String>| name.as_ref().and_then(|n| image::open(self.history.path(n)).ok());
                     let init = read(&p.init_image).map(|i| i.to_rgb8());
@@ -176,7 +176,7 @@ impl Studio {
             }
             Params::Music(p) => {
                 if seed_only {
-                    (self.music.tab.controls.seed, self.music.tab.controls.new_seed_each_run) = (p.seed, false);
+                    (self.music.tab.controls.seed, self.music.tab.controls.new_seed_each_run) = (p.run.seed, false);
                 } else {
                     let rate = self.music.tab.slot.ready().map_or(0, |m| m.codec().params().sample_rate);
                     let init = p.init_audio.as_ref().and_then(|n| stipple_audio::wav::read_mono(&self.history.path(n), rate).ok()).map(|w| w.samples);

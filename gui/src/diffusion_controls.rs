@@ -4,6 +4,7 @@
 use stipple_core::samplers::{SAMPLER_NAMES, SamplerSpec};
 use stipple_image::StableDiffusion;
 
+use crate::params::DiffusionParams;
 use crate::widgets;
 
 /// Prompt and sampling settings of a latent-diffusion run.
@@ -42,6 +43,26 @@ impl DiffusionControls {
     pub fn negative(&self) -> Option<String> {
         let n = self.negative_prompt.trim();
         (!n.is_empty()).then(|| n.to_string())
+    }
+
+    /// These settings as recorded for a run with `model` and `seed`.
+    pub fn params(&self, model: String, seed: u64) -> DiffusionParams {
+        DiffusionParams {
+            model,
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            steps: self.steps,
+            guidance: self.guidance,
+            sampler: self.sampler.clone(),
+            seed,
+        }
+    }
+
+    /// Takes a recorded run's settings (its seed kept: no fresh seed for the next run).
+    pub fn apply(&mut self, p: &DiffusionParams) {
+        (self.prompt, self.negative_prompt, self.steps, self.guidance, self.sampler, self.seed) =
+            (p.prompt.clone(), p.negative_prompt.clone(), p.steps, p.guidance, p.sampler.clone(), p.seed);
+        self.new_seed_each_run = false;
     }
 
     /// The chosen sampler, parsed.

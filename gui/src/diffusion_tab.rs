@@ -92,15 +92,12 @@ impl<M: PipelineModel, T> DiffusionTab<M, T> {
         }
     }
 
-    /// Switches to the model a reused run was made with, when it is another folder that
-    /// exists (the controls keep the reused values).
-    pub fn follow_model(&mut self, model: &str) {
-        let p = Path::new(model);
-        if model.is_empty() || self.slot.path() == Some(p) || !p.exists() {
-            return;
+    /// Takes a recorded run's settings, and its model when that is another folder that
+    /// exists (the controls keep the reused values when it loads).
+    pub fn apply(&mut self, p: &crate::params::DiffusionParams) {
+        self.controls.apply(p);
+        if self.slot.follow(&p.model) {
+            self.keep_controls = true;
         }
-        self.keep_controls = true;
-        self.slot.folder = model.to_string();
-        self.slot.load(p);
     }
 }

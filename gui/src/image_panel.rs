@@ -170,10 +170,7 @@ impl ImagePanel {
 
     /// Takes a recorded run's settings; `inputs` are its init image and mask, read back.
     pub fn apply(&mut self, p: &ImageParams, init: Option<RgbImage>, mask: Option<image::GrayImage>) {
-        let c = &mut self.tab.controls;
-        (c.prompt, c.negative_prompt, c.steps, c.guidance, c.sampler, c.seed) = (p.prompt.clone(), p.negative_prompt.clone(), p.steps, p.guidance, p.sampler.clone(), p.seed);
-        c.new_seed_each_run = false;
-        self.tab.follow_model(&p.model);
+        self.tab.apply(&p.run);
         match init {
             Some(img) => {
                 let inpaint = mask.is_some();
@@ -189,15 +186,8 @@ impl ImagePanel {
 
     /// The parameters of a run started now with `seed`.
     fn params(&self, seed: u64) -> ImageParams {
-        let c = &self.tab.controls;
         ImageParams {
-            model: self.tab.model_name(),
-            prompt: c.prompt.clone(),
-            negative_prompt: c.negative_prompt.clone(),
-            steps: c.steps,
-            guidance: c.guidance,
-            sampler: c.sampler.clone(),
-            seed,
+            run: self.tab.controls.params(self.tab.model_name(), seed),
             width: self.width,
             height: self.height,
             batch: self.batch,

@@ -86,6 +86,18 @@ impl<M: Send + Sync + 'static> ModelSlot<M> {
         self.loading = Some((path.to_path_buf(), job));
     }
 
+    /// Loads the model a reused run was made with, when that is another folder that
+    /// exists; true when a load started.
+    pub fn follow(&mut self, model: &str) -> bool {
+        let p = Path::new(model);
+        if model.is_empty() || self.path() == Some(p) || !p.exists() {
+            return false;
+        }
+        self.folder = model.to_string();
+        self.load(p);
+        self.loading.is_some()
+    }
+
     /// Moves a finished load along; true when a new model became the current one.
     pub fn poll(&mut self) -> bool {
         if let Some(picked) = self.dialog.take() {

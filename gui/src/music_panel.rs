@@ -111,24 +111,14 @@ impl MusicPanel {
 
     /// Takes a recorded run's settings; `init` and `continued` are its audio, read back.
     pub fn apply(&mut self, p: &MusicParams, init: Option<Vec<f32>>) {
-        let c = &mut self.tab.controls;
-        (c.prompt, c.negative_prompt, c.steps, c.guidance, c.sampler, c.seed) = (p.prompt.clone(), p.negative_prompt.clone(), p.steps, p.guidance, p.sampler.clone(), p.seed);
-        c.new_seed_each_run = false;
-        self.tab.follow_model(&p.model);
+        self.tab.apply(&p.run);
         (self.seconds, self.looped, self.strength) = (p.seconds, p.looped, p.strength);
         self.source = init.map(|samples| SourceAudio { samples, source: "reused".into() });
     }
 
     fn params(&self, seed: u64) -> MusicParams {
-        let c = &self.tab.controls;
         MusicParams {
-            model: self.tab.model_name(),
-            prompt: c.prompt.clone(),
-            negative_prompt: c.negative_prompt.clone(),
-            steps: c.steps,
-            guidance: c.guidance,
-            sampler: c.sampler.clone(),
-            seed,
+            run: self.tab.controls.params(self.tab.model_name(), seed),
             seconds: self.seconds,
             looped: self.looped,
             strength: self.strength,

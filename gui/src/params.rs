@@ -21,8 +21,8 @@ impl Params {
     pub fn seed(&self) -> u64 {
         match self {
             Self::Text(p) => p.seed,
-            Self::Image(p) => p.seed,
-            Self::Music(p) => p.seed,
+            Self::Image(p) => p.run.seed,
+            Self::Music(p) => p.run.seed,
         }
     }
 
@@ -30,8 +30,8 @@ impl Params {
     pub fn model(&self) -> &str {
         match self {
             Self::Text(p) => &p.model,
-            Self::Image(p) => &p.model,
-            Self::Music(p) => &p.model,
+            Self::Image(p) => &p.run.model,
+            Self::Music(p) => &p.run.model,
         }
     }
 
@@ -39,8 +39,8 @@ impl Params {
     pub fn prompt(&self) -> &str {
         match self {
             Self::Text(p) => &p.prompt,
-            Self::Image(p) => &p.prompt,
-            Self::Music(p) => &p.prompt,
+            Self::Image(p) => &p.run.prompt,
+            Self::Music(p) => &p.run.prompt,
         }
     }
 
@@ -52,8 +52,8 @@ impl Params {
         };
         match self {
             Self::Text(p) => format!("{} \"{short}\", {} steps", if p.mode == TextMode::Infill { "infill" } else { "text" }, p.steps),
-            Self::Image(p) => format!("image \"{short}\", {}x{}, {} steps{}", p.width, p.height, p.steps, if p.batch > 1 { format!(", {} pictures", p.batch) } else { String::new() }),
-            Self::Music(p) => format!("music \"{short}\", {} steps", p.steps),
+            Self::Image(p) => format!("image \"{short}\", {}x{}, {} steps{}", p.width, p.height, p.run.steps, if p.batch > 1 { format!(", {} pictures", p.batch) } else { String::new() }),
+            Self::Music(p) => format!("music \"{short}\", {} steps", p.run.steps),
         }
     }
 
@@ -119,23 +119,31 @@ pub struct TextParams {
     pub seed: u64,
 }
 
-/// An image run's settings (`stipple image`).
+/// What the Image and Music tabs share: the settings of a latent-diffusion run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ImageParams {
-    /// Pipeline folder.
+pub struct DiffusionParams {
+    /// Model folder.
     pub model: String,
     /// Prompt.
     pub prompt: String,
     /// Negative prompt (empty: none).
     pub negative_prompt: String,
-    /// Denoising steps.
+    /// Denoising steps (per window, for music).
     pub steps: usize,
     /// Guidance scale.
     pub guidance: f64,
     /// Sampler (`None`: the model's own scheduler).
     pub sampler: Option<String>,
-    /// Seed (picture `k` of a batch uses `seed + k`, as A1111 does).
+    /// Seed (picture `k` of an image batch uses `seed + k`, as A1111 does).
     pub seed: u64,
+}
+
+/// An image run's settings (`stipple image`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageParams {
+    /// Model, prompt, steps, guidance, sampler, seed.
+    #[serde(flatten)]
+    pub run: DiffusionParams,
     /// Width in pixels.
     pub width: usize,
     /// Height in pixels.
@@ -153,20 +161,9 @@ pub struct ImageParams {
 /// A music run's settings (`stipple audio`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MusicParams {
-    /// Model folder.
-    pub model: String,
-    /// Prompt.
-    pub prompt: String,
-    /// Negative prompt (empty: none).
-    pub negative_prompt: String,
-    /// Denoising steps per window.
-    pub steps: usize,
-    /// Guidance scale.
-    pub guidance: f64,
-    /// Sampler (`None`: the model's own scheduler).
-    pub sampler: Option<String>,
-    /// Seed.
-    pub seed: u64,
+    /// Model, prompt, steps, guidance, sampler, seed.
+    #[serde(flatten)]
+    pub run: DiffusionParams,
     /// Clip length in seconds (0: one window, or the source audio's length).
     pub seconds: f64,
     /// Make the end flow into the start.
@@ -175,7 +172,7 @@ pub struct MusicParams {
     pub strength: f64,
     /// Audio to transform, a WAV in the history folder.
     pub init_audio: Option<String>,
-    /// The clip this one continue_from, a WAV in the history folder.
+    /// The clip this one continues, a WAV in the history folder.
     pub continue_from: Option<String>,
 }
 
@@ -185,7 +182,7 @@ mod tests {
 
     #[test]
     fn parameters_round_trip_through_json_with_the_cli_names() {
-        let p = Params::Image(ImageParams {
+        let run = DiffusionParams {
             model: "models/sd".into(),
             prompt: "a red apple on a wooden table, photograph".into(),
             negative_prompt: String::new(),
@@ -193,6 +190,9 @@ mod tests {
             guidance: 5.0,
             sampler: Some("euler-a".into()),
             seed: 7,
+        };
+        let p = Params::Image(ImageParams {
+            run,
             width: 64,
             height: 48,
             batch: 2,

@@ -302,11 +302,8 @@ impl TextPanel {
         self.remasking = REMASKING.iter().find(|(n, ..)| *n == p.remasking).map_or(Remasking::LowConfidence, |r| r.1);
         self.cache = CACHES.iter().find(|(n, ..)| *n == p.cache).map_or(CacheMode::None, |c| c.1);
         self.new_seed_each_run = false;
-        let path = Path::new(&p.model);
-        if !p.model.is_empty() && self.slot.path() != Some(path) && path.exists() {
+        if self.slot.follow(&p.model) {
             self.keep_controls = true;
-            self.slot.folder = p.model.clone();
-            self.slot.load(path);
         }
     }
 

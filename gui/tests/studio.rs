@@ -83,8 +83,8 @@ fn results_go_into_the_history_and_reuse_reproduces_them() {
     let entries = h.state().history.entries().to_vec();
     assert_eq!(entries.len(), 2, "{:?}", h.state().history.error);
     let (Params::Image(first), Params::Image(second)) = (&entries[0].params, &entries[1].params) else { panic!("not image entries") };
-    assert_eq!((first.seed, first.batch, second.seed, second.batch), (0, 1, 5, 2));
-    assert_eq!((first.width, first.height, first.prompt.as_str()), (32, 32, "red apple"));
+    assert_eq!((first.run.seed, first.batch, second.run.seed, second.batch), (0, 1, 5, 2));
+    assert_eq!((first.width, first.height, first.run.prompt.as_str()), (32, 32, "red apple"));
     assert_eq!(entries[1].outputs.iter().filter(|n| n.ends_with(".png")).count(), 2);
     // on disk, with the parameters in the PNG too
     let reopened = History::open(&dir.join("history"));
