@@ -88,11 +88,6 @@ impl Studio {
         !self.queue.is_idle()
     }
 
-    /// Whether `tab` has a job running or waiting.
-    pub fn tab_busy(&self, tab: Tab) -> bool {
-        self.queue.running().is_some_and(|r| r.meta.tab == tab) || self.queue.waiting().any(|w| w.meta.tab == tab)
-    }
-
     /// Queues a run of the shown tab (the Generate button, Ctrl+Enter).
     pub fn generate(&mut self) {
         match self.tab {
@@ -178,7 +173,7 @@ impl Studio {
                 if seed_only {
                     (self.music.tab.controls.seed, self.music.tab.controls.new_seed_each_run) = (p.run.seed, false);
                 } else {
-                    let rate = self.music.tab.slot.ready().map_or(0, |m| m.codec().params().sample_rate);
+                    let rate = self.music.rate().unwrap_or(0);
                     let init = p.init_audio.as_ref().and_then(|n| stipple_audio::wav::read_mono(&self.history.path(n), rate).ok()).map(|w| w.samples);
                     self.music.apply(p, init);
                 }
@@ -250,6 +245,10 @@ impl Studio {
 
     /// Draws the whole window (eframe calls it each frame; the UI tests too).
     pub fn ui_contents(&mut self, ui: &mut egui::Ui) {
+        // every tab's model loads move along here, hidden tabs too
+        self.text.poll();
+        self.image.poll();
+        self.music.tab.poll();
         self.collect();
         self.shortcuts(ui);
         egui::Panel::top("tabs").show(ui, |ui| {
@@ -289,10 +288,6 @@ impl Studio {
         if ui.input(|i| !i.raw.hovered_files.is_empty()) {
             widgets::drop_hint(ui);
         }
-        // the background panels poll even when their tab is hidden
-        self.text.poll();
-        self.image.poll();
-        self.music.tab.poll();
     }
 
     fn act(&mut self, a: crate::gallery::Action) {

@@ -63,9 +63,4 @@ impl Dialog {
             }
         }
     }
-
-    /// Whether a dialog is open.
-    pub fn is_open(&self) -> bool {
-        self.pending.is_some()
-    }
 }

@@ -77,9 +77,9 @@ impl Gallery {
         match queue.running() {
             Some(r) => {
                 let (id, label) = (r.id, r.meta.params.label());
-                let s = r.status();
+                let (step, total) = r.steps();
                 ui.horizontal_wrapped(|ui| {
-                    ui.label(format!("#{id} running: {label} (step {} / {})", s.step, s.total));
+                    ui.label(format!("#{id} running: {label} (step {step} / {total})"));
                     if ui.small_button(format!("Cancel #{id}")).clicked() {
                         queue.cancel(id);
                     }
@@ -158,15 +158,8 @@ impl Gallery {
                     });
                 }
                 Params::Image(_) | Params::Music(_) => {
-                    if pictures.len() > 1 {
-                        ui.horizontal(|ui| {
-                            for k in 0..pictures.len() {
-                                if ui.selectable_label(self.picture == k, format!("Picture {}", k + 1)).clicked() {
-                                    self.picture = k;
-                                    self.view = egui::Rect::ZERO;
-                                }
-                            }
-                        });
+                    if widgets::picture_tabs(ui, pictures.len(), &mut self.picture) {
+                        self.view = egui::Rect::ZERO;
                     }
                     if let Some(t) = pictures.get(self.picture.min(pictures.len().saturating_sub(1))).and_then(|n| Self::texture(&mut self.full, ui.ctx(), history, n, None)) {
                         widgets::zoom_view(ui, &mut self.view, &t, 480.0);

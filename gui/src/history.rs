@@ -33,8 +33,6 @@ pub struct History {
     entries: Vec<Entry>,
     /// Why the folder could not be read or written, when it could not.
     pub error: Option<String>,
-    /// Entries bumped each time the list changes (the gallery's thumbnails follow it).
-    pub revision: u64,
 }
 
 impl History {
@@ -56,7 +54,7 @@ impl History {
     /// are skipped and counted in [`History::error`]; the studio works without a
     /// history (the error says why) rather than not opening.
     pub fn open(dir: &Path) -> Self {
-        let mut h = Self { dir: dir.to_path_buf(), entries: Vec::new(), error: None, revision: 0 };
+        let mut h = Self { dir: dir.to_path_buf(), entries: Vec::new(), error: None };
         if let Err(e) = std::fs::create_dir_all(dir) {
             h.error = Some(format!("no history: could not create {}: {e}", dir.display()));
             return h;
@@ -121,7 +119,6 @@ impl History {
         let json = serde_json::to_vec_pretty(&entry)?;
         stipple_core::output::write_bytes(&self.path(&format!("{stem}.json")), &json, false)?;
         self.entries.push(entry);
-        self.revision += 1;
         Ok(id)
     }
 
@@ -148,7 +145,6 @@ impl History {
             let _ = std::fs::remove_file(self.path(&name));
         }
         self.entries.remove(i);
-        self.revision += 1;
         Ok(())
     }
 }

@@ -360,18 +360,17 @@ impl ImagePanel {
 
     /// Draws the tab.
     pub fn ui(&mut self, ui: &mut egui::Ui, queue: &mut StudioQueue) {
-        self.poll();
         self.tab.slot.ui(ui, true);
         self.tab.controls.ui(ui, "image-controls", true);
         self.size_ui(ui);
         // the section opens by itself when a picture is sent to it
         let open = std::mem::take(&mut self.show_init).then_some(true);
         egui::CollapsingHeader::new("img2img and inpainting").open(open).show(ui, |ui| self.init_ui(ui));
-        if run_bar(ui, queue, Tab::Image, self.tab.slot.ready().is_some()) {
+        let progress = progress_of(queue, Tab::Image);
+        if run_bar(ui, queue, progress.as_ref(), Tab::Image, self.tab.slot.ready().is_some()) {
             self.generate(queue);
         }
         ui.separator();
-        let progress = progress_of(queue, Tab::Image);
         let preview = progress.as_ref().and_then(|p| match &p.preview {
             Some(Preview::Image(img)) => Some((p.step, img.clone())),
             _ => None,
@@ -399,15 +398,8 @@ impl ImagePanel {
         let mut send = None;
         if preview.is_none() {
             if let Some(pictures) = &self.tab.last.result {
-                if pictures.len() > 1 {
-                    ui.horizontal(|ui| {
-                        for k in 0..pictures.len() {
-                            if ui.selectable_label(self.shown == k, format!("Picture {}", k + 1)).clicked() {
-                                self.shown = k;
-                                self.view = egui::Rect::ZERO;
-                            }
-                        }
-                    });
+                if widgets::picture_tabs(ui, pictures.len(), &mut self.shown) {
+                    self.view = egui::Rect::ZERO;
                 }
                 self.tab.last.stats_ui(ui);
                 ui.horizontal(|ui| {

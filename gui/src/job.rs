@@ -110,6 +110,17 @@ impl<T: Send + 'static, P: Send + 'static> Job<T, P> {
         }
     }
 
+    /// Steps done and in all, without copying the preview.
+    pub fn steps(&self) -> (usize, usize) {
+        match self.status.lock() {
+            Ok(s) => (s.step, s.total),
+            Err(poisoned) => {
+                let s = poisoned.into_inner();
+                (s.step, s.total)
+            }
+        }
+    }
+
     /// Takes the result once the thread has finished (a panic in the job becomes an error).
     pub fn poll(&mut self) -> Outcome<T> {
         match &self.handle {

@@ -90,7 +90,8 @@ impl MusicPanel {
         }
     }
 
-    fn rate(&self) -> Option<u32> {
+    /// The loaded model's sample rate.
+    pub fn rate(&self) -> Option<u32> {
         self.tab.slot.ready().map(|m| m.codec().params().sample_rate)
     }
 
@@ -219,7 +220,6 @@ impl MusicPanel {
 
     /// Draws the tab.
     pub fn ui(&mut self, ui: &mut egui::Ui, queue: &mut StudioQueue) {
-        self.tab.poll();
         self.tab.slot.ui(ui, true);
         self.tab.controls.ui(ui, "music-controls", true);
         ui.horizontal(|ui| {
@@ -229,12 +229,12 @@ impl MusicPanel {
         });
         ui.collapsing("Audio-to-audio", |ui| self.source_ui(ui));
         let ready = self.tab.slot.ready().is_some();
-        if run_bar(ui, queue, Tab::Music, ready) {
+        let progress = progress_of(queue, Tab::Music);
+        if run_bar(ui, queue, progress.as_ref(), Tab::Music, ready) {
             self.generate(queue, None);
         }
         ui.separator();
         let width = ui.available_width().clamp(240.0, 720.0);
-        let progress = progress_of(queue, Tab::Music);
         if let Some(p) = &progress {
             if let Some(Preview::Music(img)) = &p.preview {
                 if self.texture.as_ref().is_none_or(|(k, _)| *k != (usize::MAX, p.step)) {

@@ -17,24 +17,6 @@ pub enum Params {
 }
 
 impl Params {
-    /// The seed of the run.
-    pub fn seed(&self) -> u64 {
-        match self {
-            Self::Text(p) => p.seed,
-            Self::Image(p) => p.run.seed,
-            Self::Music(p) => p.run.seed,
-        }
-    }
-
-    /// The model folder it ran with.
-    pub fn model(&self) -> &str {
-        match self {
-            Self::Text(p) => &p.model,
-            Self::Image(p) => &p.run.model,
-            Self::Music(p) => &p.run.model,
-        }
-    }
-
     /// Its prompt (the template, when infilling).
     pub fn prompt(&self) -> &str {
         match self {

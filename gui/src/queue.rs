@@ -37,6 +37,11 @@ impl<O: Send + 'static, P: Clone + Send + 'static, M> Running<O, P, M> {
         self.job.status()
     }
 
+    /// Steps done and in all (no copy of the preview).
+    pub fn steps(&self) -> (usize, usize) {
+        self.job.steps()
+    }
+
     /// Time since it started.
     pub fn elapsed(&self) -> Duration {
         self.job.elapsed()
@@ -110,11 +115,6 @@ impl<O: Send + 'static, P: Clone + Send + 'static, M> Queue<O, P, M> {
     /// The jobs waiting, in the order they will run.
     pub fn waiting(&self) -> impl Iterator<Item = &Waiting<O, P, M>> {
         self.waiting.iter()
-    }
-
-    /// Jobs waiting.
-    pub fn waiting_len(&self) -> usize {
-        self.waiting.len()
     }
 
     /// Whether nothing runs or waits.

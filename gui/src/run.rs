@@ -4,7 +4,7 @@
 
 use crate::app::Tab;
 use crate::widgets;
-use crate::work::{StudioQueue, progress_of, waiting_for};
+use crate::work::{Progress, StudioQueue, waiting_for};
 
 /// A tab's last result (`T`) and what became of its newest run.
 pub struct LastRun<T> {
@@ -56,11 +56,10 @@ impl<T> LastRun<T> {
     }
 }
 
-/// Generate, Cancel and the progress of `tab`'s running job (step, time per step, time
+/// Generate, Cancel and `progress`, the running job of `tab` (step, time per step, time
 /// left), and how many jobs wait. Cancel stops only this tab's running job. True when
 /// Generate was clicked (the tab then queues a job).
-pub fn run_bar(ui: &mut egui::Ui, queue: &mut StudioQueue, tab: Tab, ready: bool) -> bool {
-    let progress = progress_of(queue, tab);
+pub fn run_bar(ui: &mut egui::Ui, queue: &mut StudioQueue, progress: Option<&Progress>, tab: Tab, ready: bool) -> bool {
     let busy = !queue.is_idle();
     let mut start = false;
     ui.horizontal(|ui| {
@@ -69,11 +68,11 @@ pub fn run_bar(ui: &mut egui::Ui, queue: &mut StudioQueue, tab: Tab, ready: bool
             start = true;
         }
         if ui.add_enabled(progress.is_some(), egui::Button::new("Cancel")).on_hover_text("stop this tab's running job (Esc)").clicked()
-            && let Some(p) = &progress
+            && let Some(p) = progress
         {
             queue.cancel(p.id);
         }
-        if let Some(p) = &progress {
+        if let Some(p) = progress {
             let f = if p.total > 0 { p.step as f32 / p.total as f32 } else { 0.0 };
             ui.add(egui::ProgressBar::new(f).text(p.describe()).animate(true));
         } else if let Some(r) = queue.running() {

@@ -148,6 +148,27 @@ pub const CACHES: [(&str, CacheMode, &str); 3] = [
     ("dual", CacheMode::Dual, "Fast-dLLM: reuse keys and values outside the block (fastest, approximate)"),
 ];
 
+/// The name `v` has in a table of (name, value, help).
+fn name_in<T: Copy + PartialEq>(table: &[(&'static str, T, &'static str)], v: T) -> &'static str {
+    table.iter().find(|(_, x, _)| *x == v).map_or("", |(n, _, _)| n)
+}
+
+/// A grid row: `label`, then a combo box over a table of (name, value, help).
+fn named_choice<T: Copy + PartialEq>(ui: &mut egui::Ui, label: &str, table: &[(&'static str, T, &'static str)], value: &mut T, help: &str) {
+    let l = ui.label(label);
+    egui::ComboBox::from_id_salt(label)
+        .selected_text(name_in(table, *value))
+        .show_ui(ui, |ui| {
+            for &(name, v, tip) in table {
+                ui.selectable_value(value, v, name).on_hover_text(tip);
+            }
+        })
+        .response
+        .labelled_by(l.id)
+        .on_hover_text(help);
+    ui.end_row();
+}
+
 /// Turns the selected characters `range` of `text` into a hole of `tokens` tokens
 /// (`[n]`), returning the new text.
 pub fn make_hole(text: &str, range: std::ops::Range<usize>, tokens: usize) -> String {
@@ -264,7 +285,7 @@ impl TextPanel {
     }
 
     fn name_of<T: Copy + PartialEq>(table: &[(&'static str, T, &'static str)], v: T) -> String {
-        table.iter().find(|(_, x, _)| *x == v).map_or("", |(n, _, _)| n).to_string()
+        name_in(table, v).to_string()
     }
 
     fn params(&self) -> TextParams {
@@ -434,19 +455,7 @@ impl TextPanel {
             if self.mode == TextMode::Generate {
                 widgets::slider_f64(ui, "Guidance (CFG)", &mut self.guidance, 0.0..=3.0).on_hover_text("LLaDA's classifier-free guidance: how much more to follow the prompt (0: off)");
             }
-            let l = ui.label("Remasking");
-            let current = Self::name_of(&REMASKING, self.remasking);
-            egui::ComboBox::from_id_salt("remasking")
-                .selected_text(current)
-                .show_ui(ui, |ui| {
-                    for (name, r, help) in REMASKING {
-                        ui.selectable_value(&mut self.remasking, r, name).on_hover_text(help);
-                    }
-                })
-                .response
-                .labelled_by(l.id)
-                .on_hover_text("which proposed tokens are committed first at each step");
-            ui.end_row();
+            named_choice(ui, "Remasking", &REMASKING, &mut self.remasking, "which proposed tokens are committed first at each step");
             ui.label("Parallel decoding");
             ui.horizontal(|ui| {
                 let mut on = self.threshold.is_some();
@@ -461,18 +470,7 @@ impl TextPanel {
                 }
             });
             ui.end_row();
-            let l = ui.label("Cache");
-            egui::ComboBox::from_id_salt("cache")
-                .selected_text(Self::name_of(&CACHES, self.cache))
-                .show_ui(ui, |ui| {
-                    for (name, c, help) in CACHES {
-                        ui.selectable_value(&mut self.cache, c, name).on_hover_text(help);
-                    }
-                })
-                .response
-                .labelled_by(l.id)
-                .on_hover_text("Fast-dLLM key/value caching between steps");
-            ui.end_row();
+            named_choice(ui, "Cache", &CACHES, &mut self.cache, "Fast-dLLM key/value caching between steps");
             widgets::seed(ui, &mut self.seed, &mut self.new_seed_each_run);
         });
     }
@@ -503,7 +501,6 @@ impl TextPanel {
 
     /// Draws the tab.
     pub fn ui(&mut self, ui: &mut egui::Ui, queue: &mut StudioQueue) {
-        self.poll();
         self.slot.ui(ui, true);
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.mode, TextMode::Generate, "Continue a prompt").on_hover_text("write after a prompt, many tokens per step");
@@ -523,11 +520,11 @@ impl TextPanel {
             TextMode::Infill => self.template_ui(ui),
         }
         self.controls_ui(ui);
-        if run_bar(ui, queue, Tab::Text, self.slot.ready().is_some()) {
+        let progress = progress_of(queue, Tab::Text);
+        if run_bar(ui, queue, progress.as_ref(), Tab::Text, self.slot.ready().is_some()) {
             self.generate(queue);
         }
         ui.separator();
-        let progress = progress_of(queue, Tab::Text);
         if let Some(Preview::Text(canvas)) = progress.as_ref().and_then(|p| p.preview.as_ref()) {
             if self.mode == TextMode::Generate {
                 ui.label(egui::RichText::new(&self.prompt).strong());

@@ -178,6 +178,23 @@ pub fn zoom_view(ui: &mut egui::Ui, view: &mut egui::Rect, tex: &egui::TextureHa
     }
 }
 
+/// "Picture 1", "Picture 2", ... to pick one of `count` pictures (nothing for one); true
+/// when the choice changed.
+pub fn picture_tabs(ui: &mut egui::Ui, count: usize, shown: &mut usize) -> bool {
+    let mut changed = false;
+    if count > 1 {
+        ui.horizontal(|ui| {
+            for k in 0..count {
+                if ui.selectable_label(*shown == k, format!("Picture {}", k + 1)).clicked() {
+                    *shown = k;
+                    changed = true;
+                }
+            }
+        });
+    }
+    changed
+}
+
 /// The pixel size a picture is shown at when it fits `side` points.
 pub fn fitted(img: &image::RgbImage, side: f32) -> egui::Vec2 {
     let (w, h) = (img.width().max(1) as f32, img.height().max(1) as f32);
