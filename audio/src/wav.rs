@@ -90,24 +90,36 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
 
 /// Writes mono `samples` (clipped to [-1, 1]) to `path`.
 pub fn write_mono(path: &Path, samples: &[f32], rate: u32, format: WavFormat, overwrite: bool) -> Result<()> {
+    stipple_core::output::write_file(path, overwrite, |tmp| {
+        let file = std::fs::File::create(tmp).map_err(|e| file_err(tmp, e))?;
+        encode_to(std::io::BufWriter::new(file), samples, rate, format).map_err(|e| file_err(tmp, e))
+    })
+}
+
+/// Mono `samples` (clipped to [-1, 1]) as the bytes of a WAV file (what an HTTP response
+/// carries instead of a file).
+pub fn wav_bytes(samples: &[f32], rate: u32, format: WavFormat) -> Result<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    encode_to(&mut out, samples, rate, format).map_err(|e| AudioError::Invalid(format!("WAV encoding: {e}")))?;
+    Ok(out.into_inner())
+}
+
+fn encode_to<W: std::io::Write + std::io::Seek>(w: W, samples: &[f32], rate: u32, format: WavFormat) -> std::result::Result<(), hound::Error> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: rate,
         bits_per_sample: if format == WavFormat::Pcm16 { 16 } else { 32 },
         sample_format: if format == WavFormat::Pcm16 { hound::SampleFormat::Int } else { hound::SampleFormat::Float },
     };
-    stipple_core::output::write_file(path, overwrite, |tmp| {
-        let err = |e: hound::Error| file_err(tmp, e);
-        let mut w = hound::WavWriter::create(tmp, spec).map_err(err)?;
-        for &s in samples {
-            let s = s.clamp(-1.0, 1.0);
-            match format {
-                WavFormat::Pcm16 => w.write_sample((s * 32767.0).round() as i16).map_err(err)?,
-                WavFormat::Float32 => w.write_sample(s).map_err(err)?,
-            }
+    let mut w = hound::WavWriter::new(w, spec)?;
+    for &s in samples {
+        let s = s.clamp(-1.0, 1.0);
+        match format {
+            WavFormat::Pcm16 => w.write_sample((s * 32767.0).round() as i16)?,
+            WavFormat::Float32 => w.write_sample(s)?,
         }
-        w.finalize().map_err(err)
-    })
+    }
+    w.finalize()
 }
 
 #[cfg(test)]

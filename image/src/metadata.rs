@@ -254,25 +254,34 @@ pub fn write_png(path: &Path, img: &RgbImage, info: Option<&GenerationInfo>, ove
 }
 
 fn encode(tmp: &Path, img: &RgbImage, info: Option<&GenerationInfo>) -> Result<()> {
-    let io = |e: std::io::Error| Error::Image(format!("{}: {e}", tmp.display()));
-    let png_err = |e: png::EncodingError| Error::Image(format!("{}: {e}", tmp.display()));
-    let file = std::fs::File::create(tmp).map_err(io)?;
-    let mut enc = png::Encoder::new(BufWriter::new(file), img.width(), img.height());
+    let file = std::fs::File::create(tmp).map_err(|e| Error::Image(format!("{}: {e}", tmp.display())))?;
+    encode_to(BufWriter::new(file), img, info).map_err(|e| Error::Image(format!("{}: {e}", tmp.display())))
+}
+
+/// `img` as PNG bytes, with the same chunks [`write_png`] writes (what an HTTP response
+/// carries instead of a file).
+pub fn png_bytes(img: &RgbImage, info: Option<&GenerationInfo>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_to(&mut out, img, info).map_err(|e| Error::Image(format!("PNG encoding: {e}")))?;
+    Ok(out)
+}
+
+fn encode_to<W: std::io::Write>(w: W, img: &RgbImage, info: Option<&GenerationInfo>) -> std::result::Result<(), png::EncodingError> {
+    let mut enc = png::Encoder::new(w, img.width(), img.height());
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     if let Some(info) = info {
         let params = info.a1111_parameters();
         if is_latin1(&params) {
-            enc.add_text_chunk("parameters".into(), params).map_err(png_err)?;
+            enc.add_text_chunk("parameters".into(), params)?;
         } else {
-            enc.add_itxt_chunk("parameters".into(), params).map_err(png_err)?;
+            enc.add_itxt_chunk("parameters".into(), params)?;
         }
-        enc.add_itxt_chunk(JSON_KEYWORD.into(), info.to_json().to_string()).map_err(png_err)?;
+        enc.add_itxt_chunk(JSON_KEYWORD.into(), info.to_json().to_string())?;
     }
-    let mut writer = enc.write_header().map_err(png_err)?;
-    writer.write_image_data(img.as_raw()).map_err(png_err)?;
-    writer.finish().map_err(png_err)?;
-    Ok(())
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(img.as_raw())?;
+    writer.finish()
 }
 
 /// The text chunks of a PNG file (tEXt, zTXt and iTXt), by keyword.

@@ -16,6 +16,7 @@ mod infill;
 mod models;
 mod progress;
 mod schedule;
+mod serve;
 mod studio;
 mod text;
 #[cfg(feature = "train")]
@@ -68,6 +69,9 @@ pub enum Command {
     /// Run a file of jobs (JSON Lines, or one command line per line), resumably: results
     /// and a manifest go to --out; `batch merge` joins the manifests of shards.
     Batch(batch::BatchArgs),
+    /// Serve the models over HTTP: OpenAI-compatible text and images, AUTOMATIC1111's API,
+    /// infilling, music, health and Prometheus metrics (see docs/serve.md).
+    Serve(serve::ServeArgs),
     /// Open the desktop studio (text, image and music tabs; built with `--features studio`).
     Studio(studio::StudioArgs),
     /// Prepare data, train small text, image and music models, and measure them.
@@ -121,6 +125,7 @@ pub fn execute(cli: &Cli, ctx: &Context<'_>) -> Result<Option<serde_json::Value>
         Command::Train(args) => none(train::run(&global, args)),
         Command::Batch(args) => none(batch::run(cli, args)),
         Command::Studio(args) => none(studio::run(&global, args)),
+        Command::Serve(args) => none(serve::run(&global, args)),
     }
 }
 

@@ -99,10 +99,19 @@ impl GenerationDefaults {
     /// the studio and the API share. The model's sampling filters apply only when the user
     /// set no temperature (they belong to its recommended temperature).
     pub fn settle(&self, model: &TextModel, prompts: &[String], raw: bool, asked: &Requested) -> Result<Settled> {
+        let longest = match asked.gen_len {
+            Some(_) => 0,
+            None => prompts.iter().map(|p| model.prompt_ids(p, raw).map(|ids| ids.len())).collect::<Result<Vec<_>>>()?.into_iter().max().unwrap_or(0),
+        };
+        self.settle_for_prompt_len(model, longest, asked)
+    }
+
+    /// [`Self::settle`] for prompts already tokenized, the longest `longest` tokens long.
+    pub fn settle_for_prompt_len(&self, model: &TextModel, longest: usize, asked: &Requested) -> Result<Settled> {
         let block_len = asked.block_len.or(self.block_len);
         let gen_len = match asked.gen_len {
             Some(n) => n,
-            None => self.fitted_gen_len(model, prompts, raw, block_len)?,
+            None => self.fitted_gen_len(model, longest, block_len)?,
         };
         let (temperature, top_p, top_k) = match asked.temperature {
             Some(t) => (t, asked.top_p, asked.top_k),
@@ -112,11 +121,11 @@ impl GenerationDefaults {
     }
 
     /// The length to generate when the user gave none: the recommended one, cut to what
-    /// fits in the model's context after the longest prompt, in whole blocks of `block_len`.
-    pub fn fitted_gen_len(&self, model: &TextModel, prompts: &[String], raw: bool, block_len: Option<usize>) -> Result<usize> {
+    /// fits in the model's context after the longest prompt (`longest` tokens), in whole
+    /// blocks of `block_len`.
+    pub fn fitted_gen_len(&self, model: &TextModel, longest: usize, block_len: Option<usize>) -> Result<usize> {
         let mut n = self.gen_len.unwrap_or(FALLBACK_GEN_LEN);
         if let Some(max) = model.lm.traits().max_len {
-            let longest = prompts.iter().map(|p| model.prompt_ids(p, raw).map(|ids| ids.len())).collect::<Result<Vec<_>>>()?.into_iter().max().unwrap_or(0);
             if longest >= max {
                 return Err(invalid(format!("the prompt has {longest} tokens; the model reads at most {max}")));
             }

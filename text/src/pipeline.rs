@@ -116,9 +116,7 @@ impl TextModel {
     /// Prompt ids: through the chat template unless `raw` (or the model has none).
     pub fn prompt_ids(&self, prompt: &str, raw: bool) -> Result<Vec<u32>> {
         let ids = self.tokenizer.prompt_ids(prompt, raw)?;
-        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.lm.traits().vocab) {
-            return Err(invalid(format!("prompt token {bad} is outside the model's vocabulary")));
-        }
+        self.check_vocab(&ids)?;
         Ok(ids)
     }
 
@@ -131,6 +129,27 @@ impl TextModel {
         self.tokenizer.decode(&kept, true)
     }
 
+    /// Prompt ids of a conversation: `messages` through the chat template (which writes
+    /// the special tokens), or, for a model without one, their contents joined by
+    /// newlines as a plain prompt.
+    pub fn chat_ids(&self, messages: &[crate::tokenizer::Message]) -> Result<Vec<u32>> {
+        let ids = if self.tokenizer.has_chat_template() {
+            self.tokenizer.encode(&self.tokenizer.apply_chat_template(messages)?, false)?
+        } else {
+            let joined: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+            self.tokenizer.prompt_ids(&joined.join("\n"), true)?
+        };
+        self.check_vocab(&ids)?;
+        Ok(ids)
+    }
+
+    fn check_vocab(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&t| t as usize >= self.lm.traits().vocab) {
+            Some(bad) => Err(invalid(format!("prompt token {bad} is outside the model's vocabulary"))),
+            None => Ok(()),
+        }
+    }
+
     /// Generate after each prompt (a batch when several).
     pub fn generate(
         &self,
@@ -141,7 +160,19 @@ impl TextModel {
         cancel: CancelToken,
     ) -> Result<(Vec<TextOutput>, Generation)> {
         let ids: Vec<Vec<u32>> = prompts.iter().map(|p| self.prompt_ids(p, raw)).collect::<Result<_>>()?;
-        let run = generate(&self.lm, &ids, cfg, progress, cancel)?;
+        self.generate_ids(&ids, cfg, progress, cancel)
+    }
+
+    /// Generate after each prompt given as ids (from [`Self::prompt_ids`] or
+    /// [`Self::chat_ids`]); a batch when several.
+    pub fn generate_ids(
+        &self,
+        ids: &[Vec<u32>],
+        cfg: &GenerateConfig,
+        progress: Option<&mut dyn Progress<CanvasView>>,
+        cancel: CancelToken,
+    ) -> Result<(Vec<TextOutput>, Generation)> {
+        let run = generate(&self.lm, ids, cfg, progress, cancel)?;
         let outs = (0..ids.len())
             .map(|i| {
                 let gen_ids = run.generated(i).to_vec();
