@@ -459,3 +459,81 @@ fn openai_and_a1111_python_clients() {
     println!("{}", String::from_utf8_lossy(&out.stdout));
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
+
+/// The Kubernetes example's container command, run here (the binary and models from this
+/// build, loopback, a free port): its readiness probe's path answers 200 once the models
+/// have loaded, the probe's port is the one it listens on, and the pod's grace period
+/// covers the server's own.
+#[test]
+fn the_kubernetes_example_serves_and_is_ready() {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/k8s/stipple-serve.yaml")).unwrap();
+    let field = |key: &str| -> String {
+        let line = yaml.lines().map(str::trim).find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in the example"));
+        line[key.len()..].trim().to_string()
+    };
+    let command: Vec<String> = serde_json::from_str(&field("command:")).expect("the command as a flow list");
+    assert_eq!(command[0], "/data/bin/stipple");
+    let arg = |name: &str| command.iter().position(|a| a == name).map(|i| command[i + 1].clone()).unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!(arg("--port"), field("containerPort:"));
+    let grace: u64 = arg("--shutdown-grace").parse().unwrap();
+    assert!(field("terminationGracePeriodSeconds:").parse::<u64>().unwrap() > grace);
+    assert_eq!(field("path:"), "/health");
+    assert_eq!(command[1], "serve");
+    let args: Vec<String> = command[2..]
+        .chunks(2)
+        .flat_map(|kv| match kv[0].as_str() {
+            "--host" => vec!["--host".to_string(), "127.0.0.1".into()],
+            "--port" => vec![],
+            _ => kv.to_vec(),
+        })
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start(&args);
+    let health = s.get(&field("path:"));
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert_eq!(health.json()["status"], "ok");
+}
+
+/// A1111's progress endpoint while a picture is being made: the step, and a preview image.
+#[test]
+fn a1111_progress_reports_the_running_picture_with_a_preview() {
+    let s = Server::start(&["--text-model", "none", "--music-model", "none"]);
+    let port = s.port;
+    let job = std::thread::spawn(move || request(port, "POST", "/sdapi/v1/txt2img", &[], json!({ "prompt": "a heart", "steps": 150, "seed": 2 }).to_string().as_bytes()));
+    let t = Instant::now();
+    let mut seen = None;
+    while seen.is_none() && t.elapsed() < Duration::from_secs(60) {
+        let p = s.get("/sdapi/v1/progress").json();
+        if p["progress"].as_f64().unwrap() > 0.0 && p["current_image"].is_string() {
+            seen = Some(p);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let p = seen.expect("a progress report with a preview while the picture was made");
+    assert_eq!(p["state"]["sampling_steps"], 150);
+    assert!(p["eta_relative"].as_f64().unwrap() > 0.0);
+    let preview = base64_decode(p["current_image"].as_str().unwrap());
+    assert_eq!(&preview[1..4], b"PNG");
+    assert_eq!(job.join().unwrap().status, 200);
+    let idle = s.get("/sdapi/v1/progress").json();
+    assert_eq!((idle["progress"].as_f64(), idle["current_image"].is_null()), (Some(0.0), true));
+}
+
+/// Standard base64 (the test's own decoder, to check the server's encoding independently).
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    } as u32;
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &c)| acc | value(c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}

@@ -338,16 +338,13 @@ async fn health(State(state): State<Shared>) -> Response {
 
 /// `GET /metrics` in Prometheus' text format.
 async fn metrics_text(State(state): State<Shared>) -> Response {
+    fn gauge<J>(kind: &'static str, q: &queue::Queue<J>) -> QueueGauge {
+        QueueGauge { kind, waiting: q.waiting(), running: q.running() }
+    }
     let mut queues = Vec::new();
-    if let Some((q, _)) = &state.text {
-        queues.push(QueueGauge { kind: "text", waiting: q.waiting(), running: q.running() });
-    }
-    if let Some((q, _)) = &state.image {
-        queues.push(QueueGauge { kind: "image", waiting: q.waiting(), running: q.running() });
-    }
-    if let Some((q, _)) = &state.music {
-        queues.push(QueueGauge { kind: "music", waiting: q.waiting(), running: q.running() });
-    }
+    queues.extend(state.text.as_ref().map(|(q, _)| gauge("text", q)));
+    queues.extend(state.image.as_ref().map(|(q, _)| gauge("image", q)));
+    queues.extend(state.music.as_ref().map(|(q, _)| gauge("music", q)));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&queues)).into_response()
 }
 

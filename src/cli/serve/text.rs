@@ -80,13 +80,9 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-/// `POST /v1/completions`.
+/// The sampling and streaming fields chat and completion requests share.
 #[derive(Deserialize, Debug)]
-pub struct CompletionRequest {
-    model: String,
-    prompt: OneOrMany,
-    suffix: Option<String>,
-    max_tokens: Option<usize>,
+pub struct Sampling {
     temperature: Option<f64>,
     top_p: Option<f64>,
     n: Option<usize>,
@@ -95,9 +91,20 @@ pub struct CompletionRequest {
     stream_options: Option<StreamOptions>,
     stop: Option<OneOrMany>,
     seed: Option<u64>,
+    stipple: Option<StippleText>,
+}
+
+/// `POST /v1/completions`.
+#[derive(Deserialize, Debug)]
+pub struct CompletionRequest {
+    model: String,
+    prompt: OneOrMany,
+    suffix: Option<String>,
+    max_tokens: Option<usize>,
     #[serde(default)]
     echo: bool,
-    stipple: Option<StippleText>,
+    #[serde(flatten)]
+    sampling: Sampling,
 }
 
 /// One chat message; `content` is a string or OpenAI's list of text parts.
@@ -128,15 +135,8 @@ pub struct ChatRequest {
     messages: Vec<ChatMessage>,
     max_tokens: Option<usize>,
     max_completion_tokens: Option<usize>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    n: Option<usize>,
-    #[serde(default)]
-    stream: bool,
-    stream_options: Option<StreamOptions>,
-    stop: Option<OneOrMany>,
-    seed: Option<u64>,
-    stipple: Option<StippleText>,
+    #[serde(flatten)]
+    sampling: Sampling,
 }
 
 /// `POST /v1/infill`: stipple's template syntax.
@@ -257,17 +257,18 @@ struct TextCall {
 /// `POST /v1/completions`.
 pub async fn completions(State(state): State<Shared>, ApiJson(req): ApiJson<CompletionRequest>) -> Result<Response, ApiError> {
     refuse_if_shutting_down(&state)?;
+    let sampling = req.sampling;
     let queue = text_queue(&state, &req.model)?;
-    let opts = req.stipple.unwrap_or_default();
+    let opts = sampling.stipple.unwrap_or_default();
     check_max_tokens(req.max_tokens, "max_tokens")?;
-    let n = check_n(req.n)?;
+    let n = check_n(sampling.n)?;
     let prompts = req.prompt.into_vec();
     if prompts.is_empty() {
         return Err(ApiError::invalid("prompt is empty").param("prompt"));
     }
-    let base = decoding(&opts, req.temperature, req.seed)?;
-    let stop = req.stop.map(OneOrMany::into_vec).unwrap_or_default();
-    let writer = Writer { kind: Kind::Completion, id: state.response_id("cmpl"), model: req.model.clone(), include_usage: req.stream_options.and_then(|o| o.include_usage).unwrap_or(false) };
+    let base = decoding(&opts, sampling.temperature, sampling.seed)?;
+    let stop = sampling.stop.map(OneOrMany::into_vec).unwrap_or_default();
+    let writer = Writer { kind: Kind::Completion, id: state.response_id("cmpl"), model: req.model.clone(), include_usage: sampling.stream_options.and_then(|o| o.include_usage).unwrap_or(false) };
     if let Some(suffix) = req.suffix {
         // fill in the middle: one hole of up to max_tokens between the prompt and the suffix
         if prompts.len() != 1 || n != 1 {
@@ -275,16 +276,16 @@ pub async fn completions(State(state): State<Shared>, ApiJson(req): ApiJson<Comp
         }
         let len = req.max_tokens.unwrap_or(FIM_DEFAULT_TOKENS);
         let template = Template::new().text(prompts[0].clone()).hole(Hole::range(0, len)).text(suffix);
-        let decode = GenerateConfig { top_p: req.top_p, ..base };
+        let decode = GenerateConfig { top_p: sampling.top_p, ..base };
         let (cancel, _guard) = state.track();
         let result = run_infill(queue, template, InfillOptions { steps: opts.steps, decode, context: None, cancel }).await?;
         let text = result.holes.first().map(|h| h.text.clone()).unwrap_or_default();
         let (text, _) = super::text_worker::cut_at_stop(&text, &stop);
         let choice = Choice { index: 0, completion_tokens: result.holes.first().map_or(0, |h| h.ids.len()), text, finish_reason: "stop", prompt_tokens: result.ids.len().saturating_sub(result.holes.first().map_or(0, |h| h.ids.len())) };
-        return Ok(if req.stream { writer.finished_stream(vec![choice]) } else { writer.body(&[choice]).into_response() });
+        return Ok(if sampling.stream { writer.finished_stream(vec![choice]) } else { writer.body(&[choice]).into_response() });
     }
-    let asked = Requested { gen_len: req.max_tokens, block_len: opts.block_length, steps: opts.steps, temperature: req.temperature, top_p: req.top_p, top_k: opts.top_k };
-    if req.stream {
+    let asked = Requested { gen_len: req.max_tokens, block_len: opts.block_length, steps: opts.steps, temperature: sampling.temperature, top_p: sampling.top_p, top_k: opts.top_k };
+    if sampling.stream {
         if prompts.len() != 1 {
             return Err(ApiError::invalid("a streamed request takes one prompt").param("prompt"));
         }
@@ -314,11 +315,12 @@ pub async fn completions(State(state): State<Shared>, ApiJson(req): ApiJson<Comp
 /// `POST /v1/chat/completions`.
 pub async fn chat(State(state): State<Shared>, ApiJson(req): ApiJson<ChatRequest>) -> Result<Response, ApiError> {
     refuse_if_shutting_down(&state)?;
+    let sampling = req.sampling;
     let queue = text_queue(&state, &req.model)?;
-    let opts = req.stipple.unwrap_or_default();
+    let opts = sampling.stipple.unwrap_or_default();
     check_max_tokens(req.max_tokens, "max_tokens")?;
     check_max_tokens(req.max_completion_tokens, "max_completion_tokens")?;
-    let n = check_n(req.n)?;
+    let n = check_n(sampling.n)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid("messages is empty").param("messages"));
     }
@@ -340,11 +342,11 @@ pub async fn chat(State(state): State<Shared>, ApiJson(req): ApiJson<ChatRequest
         };
         messages.push(Message { role: m.role, content });
     }
-    let base = decoding(&opts, req.temperature, req.seed)?;
-    let asked = Requested { gen_len: req.max_completion_tokens.or(req.max_tokens), block_len: opts.block_length, steps: opts.steps, temperature: req.temperature, top_p: req.top_p, top_k: opts.top_k };
-    let call = TextCall { prompt: Prompt::Chat(messages), asked, base, n, stop: req.stop.map(OneOrMany::into_vec).unwrap_or_default(), canvas: opts.canvas.unwrap_or(false) };
-    let writer = Writer { kind: Kind::Chat, id: state.response_id("chatcmpl"), model: req.model.clone(), include_usage: req.stream_options.and_then(|o| o.include_usage).unwrap_or(false) };
-    if req.stream {
+    let base = decoding(&opts, sampling.temperature, sampling.seed)?;
+    let asked = Requested { gen_len: req.max_completion_tokens.or(req.max_tokens), block_len: opts.block_length, steps: opts.steps, temperature: sampling.temperature, top_p: sampling.top_p, top_k: opts.top_k };
+    let call = TextCall { prompt: Prompt::Chat(messages), asked, base, n, stop: sampling.stop.map(OneOrMany::into_vec).unwrap_or_default(), canvas: opts.canvas.unwrap_or(false) };
+    let writer = Writer { kind: Kind::Chat, id: state.response_id("chatcmpl"), model: req.model.clone(), include_usage: sampling.stream_options.and_then(|o| o.include_usage).unwrap_or(false) };
+    if sampling.stream {
         return stream(&state, queue, call, writer).await;
     }
     let (cancel, _guard) = state.track();
