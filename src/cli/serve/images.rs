@@ -104,7 +104,7 @@ async fn make(state: &Shared, queue: &super::queue::Queue<ImageJob>, mut req: Im
     let (cancel, _guard) = state.track();
     let (reply, rx) = oneshot::channel();
     queue.submit(ImageJob { req, seeds, cancel, reply })?;
-    rx.await.map_err(|_| ApiError::internal("the image model's worker stopped"))?
+    rx.await.map_err(|_| ApiError::internal("the image model failed on this request (see the server's log)"))?
 }
 
 fn seeds_from(first: u64, n: usize) -> Vec<u64> {

@@ -67,6 +67,6 @@ pub async fn generate(State(state): State<Shared>, ApiJson(r): ApiJson<MusicApiR
     let (cancel, _guard) = state.track();
     let (reply, rx) = oneshot::channel();
     queue.submit(MusicJob { req, cancel, reply })?;
-    let (wav, seconds) = rx.await.map_err(|_| ApiError::internal("the music model's worker stopped"))??;
+    let (wav, seconds) = rx.await.map_err(|_| ApiError::internal("the music model failed on this request (see the server's log)"))??;
     Ok(([(header::CONTENT_TYPE, "audio/wav".to_string()), (header::HeaderName::from_static("x-stipple-seed"), seed.to_string()), (header::HeaderName::from_static("x-stipple-seconds"), format!("{seconds:.3}"))], wav).into_response())
 }

@@ -117,14 +117,23 @@ pub fn spawn_owner<M: 'static, I: Send + 'static>(
 }
 
 impl<J> Intake<J> {
-    /// Runs `run` on every job in turn until the queue closes.
+    /// Runs `run` on every job in turn until the queue closes. A job that panics (a bug)
+    /// fails alone: its client gets a 500, and the model goes on serving.
     pub fn serve_each(self, mut run: impl FnMut(J)) {
         while let Some(job) = self.next() {
             self.started(1);
             let t = std::time::Instant::now();
-            run(job);
+            survive(self.shared.kind, || run(job));
             self.finished(1, t.elapsed());
         }
+    }
+}
+
+/// Runs `f`; a panic in it is reported on stderr instead of ending the model's thread
+/// (the job's reply is dropped with it, which its handler answers with a 500).
+pub fn survive(kind: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        eprintln!("a {kind} job failed with a panic (a bug: please report it); the {kind} model goes on serving");
     }
 }
 

@@ -393,7 +393,7 @@ fn submit(queue: &super::queue::Queue<TextJob>, call: TextCall, stream: Option<S
 }
 
 async fn answer<T>(rx: oneshot::Receiver<Result<T, ApiError>>) -> Result<T, ApiError> {
-    rx.await.map_err(|_| ApiError::internal("the text model's worker stopped"))?
+    rx.await.map_err(|_| ApiError::internal("the text model failed on this request (see the server's log)"))?
 }
 
 /// A streamed request: waits until the job has sent its first event (so errors found
@@ -408,7 +408,7 @@ async fn stream(state: &Shared, queue: &super::queue::Queue<TextJob>, call: Text
         r = &mut reply => match r {
             Ok(Err(e)) => return Err(e),
             Ok(Ok(choices)) => return Ok(writer.finished_stream(choices)),
-            Err(_) => return Err(ApiError::internal("the text model's worker stopped")),
+            Err(_) => return Err(ApiError::internal("the text model failed on this request (see the server's log)")),
         },
     };
     let (tx, rx) = mpsc::channel::<Event>(64);
@@ -447,7 +447,7 @@ async fn forward(writer: Writer, first: Option<TextEvent>, mut events: mpsc::Unb
         }
         // an error after the stream began: OpenAI's error object as the last event
         Ok(Err(e)) => vec![Event::default().data(json!({ "error": { "message": e.message, "type": "server_error", "code": e.code } }).to_string())],
-        Err(_) => vec![Event::default().data(json!({ "error": { "message": "the text model's worker stopped", "type": "server_error" } }).to_string())],
+        Err(_) => vec![Event::default().data(json!({ "error": { "message": "the text model failed on this request (see the server's log)", "type": "server_error" } }).to_string())],
     };
     for e in finals {
         if tx.send(e).await.is_err() {

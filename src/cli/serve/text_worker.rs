@@ -164,10 +164,10 @@ impl Worker {
                     None => return,
                 },
             };
-            match job {
+            queue::survive("text", || match job {
                 TextJob::Infill(j) => self.infill(j),
                 TextJob::Generate(j) => self.generate(j),
-            }
+            });
         }
     }
 
