@@ -315,6 +315,30 @@ fn streams_send_finished_blocks_and_the_canvas_when_asked() {
     assert_eq!(text, streamed[..streamed.find(&cut).unwrap()]);
 }
 
+#[test]
+fn n_completions_take_consecutive_seeds_and_stop_texts_cut_them() {
+    let s = Server::start(&["--image-model", "none", "--music-model", "none"]);
+    let two = s.post("/v1/chat/completions", &json!({ "model": TEXT, "messages": [{ "role": "user", "content": "The king" }], "max_tokens": 16, "n": 2, "seed": 5 })).json();
+    let choices = two["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2);
+    for (k, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], k);
+        let alone = s.post("/v1/chat/completions", &json!({ "model": TEXT, "messages": [{ "role": "user", "content": "The king" }], "max_tokens": 16, "seed": 5 + k })).json();
+        assert_eq!(c["message"]["content"], alone["choices"][0]["message"]["content"]);
+    }
+    let tokens = two["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(tokens > 0 && tokens <= 32, "both completions' tokens, up to end-of-text: {tokens}");
+    let text = choices[0]["message"]["content"].as_str().unwrap().to_string();
+    let word = text.split_whitespace().nth(1).expect("two words").to_string();
+    let cut = s.post("/v1/chat/completions", &json!({ "model": TEXT, "messages": [{ "role": "user", "content": "The king" }], "max_tokens": 16, "seed": 5, "stop": word })).json();
+    assert_eq!(cut["choices"][0]["message"]["content"].as_str().unwrap(), &text[..text.find(&word).unwrap()]);
+    assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+    // several prompts in one completion request: a choice each, in order
+    let many = s.post("/v1/completions", &json!({ "model": TEXT, "prompt": ["Once", "The king"], "max_tokens": 8, "temperature": 0.0, "echo": true })).json();
+    let texts: Vec<&str> = many["choices"].as_array().unwrap().iter().map(|c| c["text"].as_str().unwrap()).collect();
+    assert!(texts.len() == 2 && texts[0].starts_with("Once") && texts[1].starts_with("The king"), "{texts:?}");
+}
+
 /// Starts a long streamed request, reads its first event and hangs up; returns how long
 /// that request would have run.
 fn hang_up_mid_stream(s: &Server) {

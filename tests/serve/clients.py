@@ -70,6 +70,13 @@ assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 text = "".join(c.choices[0].text for c in chunks if c.choices)
 check("completion stream", text, cli("--seed", "1", "text", "O Romeo", "--raw", "--gen-len", "32", "--block-len", "8", "--steps", "16")["text"])
 
+# the canvas events come through the openai client as chunks with object "stipple.canvas"
+stream = client.completions.create(model=TEXT, prompt="O Romeo", max_tokens=32, seed=1, stream=True, extra_body={"stipple": {"block_length": 8, "steps": 16, "canvas": True}})
+chunks = list(stream)
+canvases = [c for c in chunks if c.object == "stipple.canvas"]
+assert len(canvases) == 16 and canvases[-1].masked == 0 and len(canvases[-1].tokens) == 32, [c.masked for c in canvases]
+check("completion stream with the canvas", "".join(c.choices[0].text for c in chunks if c.object == "text_completion"), text)
+
 r = client.completions.create(model=TEXT, prompt="The king said", suffix=" and then he left.", max_tokens=8, seed=0)
 want = cli("--seed", "0", "infill", "--template", "The king said[0..8] and then he left.")["holes"][0]["text"]
 check("fill in the middle", r.choices[0].text, want)
@@ -120,6 +127,23 @@ r.raise_for_status()
 out = os.path.join(WORK, "img2img.png")
 cli("--seed", "6", "image", "a blue heart", "--init-image", path, "--strength", "0.5", "--steps", "10", "--guidance", "7.5", "--scheduler", "euler-a", "--out", out)
 check("img2img (PNG bytes)", base64.b64decode(r.json()["images"][0]), open(out, "rb").read())
+
+# inpainting: white repaints, the rest is kept exactly (A1111's overlay, the CLI's --keep-unmasked)
+mask = Image.new("L", (32, 32), 0)
+mask.paste(255, (0, 0, 16, 32))
+mask_path = os.path.join(WORK, "mask.png")
+mask.save(mask_path)
+buf = io.BytesIO()
+mask.save(buf, format="PNG")
+payload = {"prompt": "a blue heart", "init_images": [init], "mask": base64.b64encode(buf.getvalue()).decode(), "denoising_strength": 0.75, "steps": 10, "sampler_name": "Euler a", "seed": 7}
+r = requests.post(f"{BASE}/sdapi/v1/img2img", json=payload, headers=auth)
+r.raise_for_status()
+out = os.path.join(WORK, "inpaint.png")
+cli("--seed", "7", "image", "a blue heart", "--init-image", path, "--mask", mask_path, "--keep-unmasked", "--strength", "0.75", "--steps", "10", "--scheduler", "euler-a", "--out", out)
+inpainted = base64.b64decode(r.json()["images"][0])
+check("inpainting (PNG bytes)", inpainted, open(out, "rb").read())
+kept = pixels(inpainted).crop((16, 0, 32, 32)).tobytes() == pixels(txt2img).crop((16, 0, 32, 32)).tobytes()
+assert kept, "the unmasked half changed"
 
 p = requests.get(f"{BASE}/sdapi/v1/progress", headers=auth).json()
 assert {"progress", "eta_relative", "state", "current_image"} <= set(p), p
