@@ -193,6 +193,8 @@ fn bad_requests_get_openai_errors_with_the_right_codes() {
     assert_eq!(images.status, 422, "{}", images.text());
     let url = s.post("/v1/images/generations", &json!({ "prompt": "x", "response_format": "url" }));
     assert_eq!(url.status, 422);
+    let huge = s.post("/sdapi/v1/txt2img", &json!({ "prompt": "x", "batch_size": u64::MAX, "n_iter": u64::MAX }));
+    assert_eq!(huge.status, 422, "{}", huge.text());
     let bad_picture = s.post("/sdapi/v1/img2img", &json!({ "prompt": "x", "init_images": ["bm90IGEgcGljdHVyZQ=="] }));
     assert_eq!(bad_picture.status, 422, "{}", bad_picture.text());
 
@@ -200,6 +202,10 @@ fn bad_requests_get_openai_errors_with_the_right_codes() {
     let long = s.post("/v1/completions", &completion(&"word ".repeat(200), 8, json!({})));
     assert_eq!(long.status, 400, "{}", long.text());
     assert_eq!(error_of(&long)["code"], "context_length_exceeded");
+
+    // a length past any context, not a whole number of the model's blocks
+    let endless = s.post("/v1/completions", &completion("x", usize::MAX, json!({})));
+    assert_eq!((endless.status, error_of(&endless)["code"].as_str()), (400, Some("context_length_exceeded")), "{}", endless.text());
 
     let nowhere = s.get("/v2/nothing");
     assert_eq!(nowhere.status, 404);

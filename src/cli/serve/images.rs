@@ -208,7 +208,7 @@ pub async fn img2img(State(state): State<Shared>, ApiJson(r): ApiJson<A1111Reque
 async fn a1111(state: Shared, r: A1111Request, img2img: bool) -> Result<Response, ApiError> {
     let (queue, info) = image_queue(&state, None)?;
     let req = a1111_request(info, &r, img2img)?;
-    let n = count(r.batch_size.unwrap_or(1) * r.n_iter.unwrap_or(1), "batch_size")?;
+    let n = count(r.batch_size.unwrap_or(1).saturating_mul(r.n_iter.unwrap_or(1)), "batch_size")?;
     // A1111: -1 (or none) draws a seed; picture k gets seed + k
     let first = match r.seed {
         Some(s) if s >= 0 => s as u64,

@@ -254,13 +254,13 @@ impl Worker {
         let mut asked = job.asked;
         if let (Some(n), None, Some(b)) = (asked.gen_len, asked.block_len, self.defaults.block_len)
             && b > 0
-            && n % b != 0
+            && let Some(whole) = n.checked_next_multiple_of(b)
         {
-            asked.gen_len = Some(n.div_ceil(b) * b);
+            asked.gen_len = Some(whole);
         }
         if let Some(max) = self.model.lm.traits().max_len {
             let canvas = asked.gen_len.unwrap_or(1);
-            if ids.len() + canvas > max {
+            if ids.len().saturating_add(canvas) > max {
                 return Err(ApiError::bad_request(format!(
                     "this model's maximum context length is {max} tokens; the prompt has {} tokens and {canvas} more were asked for",
                     ids.len()
