@@ -96,9 +96,7 @@ fn size(s: &str) -> Result<Option<(usize, usize)>, ApiError> {
 
 /// Runs `req` with one seed per picture and waits for the pictures.
 async fn make(state: &Shared, queue: &super::queue::Queue<ImageJob>, mut req: ImageRequest, seeds: Vec<u64>) -> Result<Pictures, ApiError> {
-    if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::unavailable("the server is shutting down"));
-    }
+    state.refuse_if_shutting_down()?;
     req.batch = seeds.len();
     req.validate().map_err(|e| ApiError::from_generation(&e.into()))?;
     let (cancel, _guard) = state.track();

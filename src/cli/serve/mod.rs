@@ -119,6 +119,14 @@ impl AppState {
         (token.clone(), CancelGuard { state: self.clone(), id, token })
     }
 
+    /// 503 once SIGTERM has come: requests on kept-alive connections get no new work.
+    fn refuse_if_shutting_down(&self) -> Result<(), ApiError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(ApiError::unavailable("the server is shutting down"));
+        }
+        Ok(())
+    }
+
     /// A fresh response id with `prefix` (`chatcmpl-…`).
     fn response_id(&self, prefix: &str) -> String {
         format!("{prefix}-{:x}{:06x}", std::process::id(), self.next_id.fetch_add(1, Ordering::Relaxed))

@@ -37,9 +37,7 @@ pub async fn generate(State(state): State<Shared>, ApiJson(r): ApiJson<MusicApiR
         (Some((q, id)), Some(m)) if id == m => q,
         (_, m) => return Err(ApiError::unknown_model(m.unwrap_or("(a music model)"), &state.model_ids())),
     };
-    if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::unavailable("the server is shutting down"));
-    }
+    state.refuse_if_shutting_down()?;
     if let Some(f) = r.response_format.as_deref().filter(|f| *f != "wav") {
         return Err(ApiError::invalid(format!("response_format {f:?} is not served: use wav")).param("response_format"));
     }

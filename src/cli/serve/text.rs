@@ -185,13 +185,6 @@ fn text_queue<'a>(state: &'a Shared, model: &str) -> Result<&'a super::queue::Qu
     }
 }
 
-fn refuse_if_shutting_down(state: &Shared) -> Result<(), ApiError> {
-    if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::unavailable("the server is shutting down"));
-    }
-    Ok(())
-}
-
 fn remasking(name: &str) -> Result<Remasking, ApiError> {
     Ok(match name.replace('-', "_").as_str() {
         "low_confidence" | "maskgit_plus" => Remasking::LowConfidence,
@@ -256,7 +249,7 @@ struct TextCall {
 
 /// `POST /v1/completions`.
 pub async fn completions(State(state): State<Shared>, ApiJson(req): ApiJson<CompletionRequest>) -> Result<Response, ApiError> {
-    refuse_if_shutting_down(&state)?;
+    state.refuse_if_shutting_down()?;
     let sampling = req.sampling;
     let queue = text_queue(&state, &req.model)?;
     let opts = sampling.stipple.unwrap_or_default();
@@ -314,7 +307,7 @@ pub async fn completions(State(state): State<Shared>, ApiJson(req): ApiJson<Comp
 
 /// `POST /v1/chat/completions`.
 pub async fn chat(State(state): State<Shared>, ApiJson(req): ApiJson<ChatRequest>) -> Result<Response, ApiError> {
-    refuse_if_shutting_down(&state)?;
+    state.refuse_if_shutting_down()?;
     let sampling = req.sampling;
     let queue = text_queue(&state, &req.model)?;
     let opts = sampling.stipple.unwrap_or_default();
@@ -356,7 +349,7 @@ pub async fn chat(State(state): State<Shared>, ApiJson(req): ApiJson<ChatRequest
 
 /// `POST /v1/infill`.
 pub async fn infill(State(state): State<Shared>, ApiJson(req): ApiJson<InfillRequest>) -> Result<Response, ApiError> {
-    refuse_if_shutting_down(&state)?;
+    state.refuse_if_shutting_down()?;
     let queue = text_queue(&state, &req.model)?;
     let opts = req.stipple.unwrap_or_default();
     let template = Template::parse(&req.template).map_err(|e| ApiError::invalid(e.to_string()).param("template"))?;
