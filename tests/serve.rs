@@ -247,7 +247,9 @@ fn a_full_queue_answers_429_with_retry_after() {
     let statuses = statuses.lock().unwrap();
     let refused: Vec<_> = statuses.iter().filter(|(c, _)| *c == 429).collect();
     assert!(statuses.iter().all(|(c, _)| *c == 200 || *c == 429), "{statuses:?}");
-    assert!(!refused.is_empty() && refused.len() <= 4, "one runs and one waits: {statuses:?}");
+    // one waits (and runs); the others are refused while it waits, or admitted once the
+    // worker has taken it
+    assert!(!refused.is_empty() && refused.len() <= 5, "one waits, the rest may be refused: {statuses:?}");
     assert!(refused.iter().all(|(_, ra)| ra.as_deref().and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v >= 1)), "{statuses:?}");
 }
 
